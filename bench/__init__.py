@@ -1,0 +1,1 @@
+"""recurrent-bench runner: CLI, configs, trainer, measurement, results store, report."""

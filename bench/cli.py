@@ -1,0 +1,209 @@
+"""`python -m bench …` — the click command line.
+
+Every user mistake (unknown name, bad --set key or value, unwritable --out, bad data file) ends as
+one line `error: …` on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from bench.config import ConfigError, resolve
+from bench.results import ResultsError
+from tasks.registry import PRESETS, DataError
+
+PRESET_HELP = {
+    "smoke": "seconds; for tests",
+    "cpu": "a few minutes on 2 CPU cores (default)",
+    "paper": "the published configuration; for GPUs",
+}
+USER_ERRORS = (ConfigError, ResultsError, DataError)
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+
+def _common_run_options(function):
+    function = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                            help="override a config key, dotted by section: model.*, task.*, train.*")(function)
+    function = click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")(function)
+    function = click.option("--task", "task_name", required=True, help="task name (see `bench list`)")(function)
+    function = click.option("--model", "model_name", required=True, help="model name (see `bench list`)")(function)
+    return function
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """recurrent-bench: does recurrence buy reasoning, or is it depth, data and the outer loop?"""
+
+
+@cli.command()
+@_common_run_options
+@click.option("--seed", default=0, show_default=True, type=int, help="training seed (init, data order)")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
+@click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="results directory")
+@click.option("--resume", is_flag=False, flag_value="auto", default=None, metavar="[RUN_DIR]",
+              help="continue an interrupted run from its last checkpoint (newest matching run, or RUN_DIR)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def run(model_name, task_name, preset, overrides, seed, device, out, resume, quiet):
+    """Train and evaluate MODEL on TASK; write results/<run_id>/summary.json."""
+    from bench.runner import execute, resolve_device
+
+    config = resolve(model_name, task_name, preset, overrides, seed=seed, device=resolve_device(device))
+    summary = execute(config, out, resume=resume, progress=not quiet)
+    if summary["status"] == "diverged":
+        click.echo(f"run {summary['run_id']} diverged at step {summary['diverged_step']}", err=True)
+        sys.exit(3)
+    _print_summary(summary, Path(out))
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    train, inference = summary["train"], summary["inference"]
+    click.echo(f"run        {summary['run_id']}")
+    click.echo(f"params     {summary['params']:,} (+{summary['puzzle_emb_params']:,} puzzle-embedding)")
+    for split, metrics in summary["metrics"].items():
+        click.echo(f"{split:<10} exact {metrics['exact_accuracy']:.4f}  token {metrics['token_accuracy']:.4f}"
+                   f"  segments {metrics['mean_segments_used']:.2f}")
+    click.echo(f"train      {train['steps']} steps, {train['seconds']:.1f} s, {train['flops_total']:.3e} FLOPs "
+               f"({train['flops_per_second'] / 1e9:.1f} GFLOP/s)")
+    click.echo(f"inference  {inference['flops_per_example']:.3e} FLOPs/example, "
+               f"{inference['examples_per_second']:.1f} examples/s")
+    click.echo(f"written    {out / summary['run_id'] / 'summary.json'}")
+
+
+@cli.command(name="list")
+def list_command():
+    """Models, tasks and presets, one line each."""
+    from models.registry import get_model_entry, model_names
+    from tasks.registry import get_task_entry, task_names
+
+    click.echo("models:")
+    for name in model_names():
+        click.echo(f"  {name:<14} {get_model_entry(name).description}")
+    click.echo("tasks:")
+    for name in task_names():
+        click.echo(f"  {name:<14} {get_task_entry(name).description}")
+    click.echo("presets:")
+    for name in PRESETS:
+        click.echo(f"  {name:<14} {PRESET_HELP[name]}")
+
+
+@cli.command()
+@_common_run_options
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def info(model_name, task_name, preset, overrides, as_json):
+    """Resolve the config and build the model (no training): params, FLOPs, shapes."""
+    import dataclasses
+
+    import torch
+
+    from bench.measure import flops_of
+    from bench.runner import build
+
+    config = resolve(model_name, task_name, preset, overrides)
+    task, model = build(config)
+    segments = config.train.eval_segments or config.train.segments
+    batch = {"inputs": torch.zeros(1, task.spec.seq_len, dtype=torch.long),
+             "labels": torch.zeros(1, task.spec.seq_len, dtype=torch.long),
+             "puzzle_ids": torch.zeros(1, dtype=torch.long)}
+    model.eval()
+
+    def forward() -> None:
+        with torch.no_grad():
+            carry = model.initial_carry(batch)
+            for _ in range(segments):
+                carry, _ = model(carry, batch)
+
+    payload = {"model": model_name, "task": task_name, "preset": preset, **model.parameter_counts(),
+               "flops_per_example": flops_of(forward), "segments": segments,
+               "seq_len": task.spec.seq_len, "vocab_size": task.spec.vocab_size,
+               "num_puzzle_ids": task.spec.num_puzzle_ids, "config_hash": config.config_hash(),
+               "config": config.to_dict()}
+    if as_json:
+        click.echo(json.dumps(payload, default=str))
+        return
+    click.echo(f"{model_name} on {task_name} ({preset})")
+    click.echo(f"  params            {payload['params']:,}")
+    click.echo(f"  puzzle-emb params {payload['puzzle_emb_params']:,}")
+    click.echo(f"  FLOPs/example     {payload['flops_per_example']:,} ({segments} segment(s))")
+    click.echo(f"  sequence length   {payload['seq_len']}, vocab {payload['vocab_size']}")
+    for section in ("model", "task", "train"):
+        click.echo(f"  {section}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(getattr(config, section)).items()))
+
+
+@cli.command()
+@click.option("--task", "task_name", required=True, help="task name (see `bench list`)")
+@click.option("--preset", default="cpu", show_default=True)
+@click.option("--split", default="train", show_default=True, help="train or an evaluation split")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="task.* overrides")
+@click.option("--stats", is_flag=True, help="print dataset statistics")
+@click.option("--show", default=0, type=int, help="render N examples")
+@click.option("--json", "as_json", is_flag=True, help="print the statistics as one JSON object")
+def data(task_name, preset, split, overrides, stats, show, as_json):
+    """Build (or load from cache) a task's dataset; print statistics or render examples."""
+    from tasks.registry import create_task
+
+    if show < 0:
+        raise ConfigError("--show must be >= 0")
+    config = resolve("transformer", task_name, preset, [o for o in overrides])
+    try:
+        task = create_task(task_name, **vars(config.task))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"task config: {error}") from None
+    valid = ["train", *task.eval_splits()]
+    if split not in valid:
+        raise ConfigError(f"unknown split {split!r}; choose from: {', '.join(valid)}")
+    started = time.perf_counter()
+    dataset = task.build(split)
+    seconds = time.perf_counter() - started
+    figures = {"task": task_name, "split": split, **task.stats(dataset), "seconds": seconds}
+    if as_json:
+        click.echo(json.dumps(figures, default=float))
+    elif stats or not show:
+        for key, value in figures.items():
+            click.echo(f"{key:<22} {value}")
+    for index in range(min(show, len(dataset))):
+        click.echo(task.render(dataset, index))
+        click.echo("")
+
+
+@cli.command()
+@click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
+@click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False))
+def report(results_dir, out):
+    """Summarise every run under --results into reports/index.md."""
+    from bench.report import write_report
+
+    path, warnings = write_report(Path(results_dir), Path(out))
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"written {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one line and exit 2 for every user error, never a traceback."""
+    try:
+        result = cli.main(args=argv, prog_name="python -m bench", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.UsageError as error:
+        click.echo(f"error: {error.format_message()}", err=True)
+        return 2
+    except click.ClickException as error:
+        click.echo(f"error: {error.format_message()}", err=True)
+        return error.exit_code
+    except USER_ERRORS as error:
+        click.echo(f"error: {error}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130

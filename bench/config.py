@@ -1,0 +1,203 @@
+"""Run configuration: three dataclass sections (model.*, task.*, train.*), presets, overrides.
+
+Resolution order, later wins:
+  1. the dataclasses' defaults
+  2. the task's preset (task.*, train.*, and model.* keys the model has — e.g. model.hidden)
+  3. the model's preset, if it registers one
+  4. `--set section.key=value` from the command line (strict: unknown keys are errors)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.registry import get_model_entry
+from tasks.registry import PRESETS, get_task_entry
+
+SECTIONS = ("model", "task", "train")
+
+
+class ConfigError(ValueError):
+    """A bad name, key or value given by the user: the CLI prints it as one line, exit 2."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000                 # optimiser steps (the budget)
+    max_examples: int = 0             # if > 0: budget in training examples instead (steps = ceil(n / batch))
+    batch_size: int = 64
+    optimizer: str = "adam_atan2"     # adam_atan2 (HRM) | adamw
+    lr: float = 1e-3
+    lr_warmup_steps: int = 100
+    lr_schedule: str = "constant"     # constant (HRM) | cosine
+    lr_min_ratio: float = 1.0         # cosine floor as a fraction of lr (1.0 = constant)
+    beta1: float = 0.9
+    beta2: float = 0.95
+    weight_decay: float = 0.1
+    puzzle_emb_lr: float = 1e-2       # SignSGD for puzzle-embedding tables
+    puzzle_emb_weight_decay: float = 0.1
+    grad_clip: float = 0.0            # 0 = off (the reference does not clip)
+    loss: str = "stablemax"           # stablemax (HRM default) | softmax
+    segments: int = 1                 # deep-supervision segments (HRM halt_max_steps)
+    act: bool = False                 # learned halting (ACT) during training
+    halt_exploration_prob: float = 0.1
+    q_loss_weight: float = 0.5
+    eval_segments: int = 0            # segments at test time; 0 = same as training
+    eval_halting: str = "fixed"       # fixed (all segments, as the reference) | learned
+    eval_every: int = 0               # optimiser steps between evaluations; 0 = only at the end
+    eval_batch_size: int = 256
+    ema: float = 0.0                  # EMA decay of weights (TRM: 0.999); evaluation uses the EMA copy
+    checkpoint_every: int = 0         # optimiser steps between checkpoints; 0 = every 10% of the run
+    log_every: int = 10               # steps between training-curve points
+    precision: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    seed: int = 0
+
+    def validate(self) -> None:
+        choices = {"optimizer": ("adam_atan2", "adamw"), "lr_schedule": ("constant", "cosine"),
+                   "loss": ("stablemax", "softmax"), "eval_halting": ("fixed", "learned"),
+                   "precision": ("auto", "fp32", "bf16")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"train.{key}={getattr(self, key)!r} is not one of: {', '.join(allowed)}")
+        positive = ("steps", "batch_size", "segments", "eval_batch_size", "log_every")
+        for key in positive:
+            if getattr(self, key) < 1 and not (key == "steps" and self.max_examples > 0):
+                raise ConfigError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("max_examples", "eval_segments", "eval_every", "checkpoint_every", "lr_warmup_steps"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
+        if not 0.0 <= self.halt_exploration_prob <= 1.0:
+            raise ConfigError("train.halt_exploration_prob must be in [0, 1]")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError("train.ema must be in [0, 1)")
+        if self.lr <= 0 or self.puzzle_emb_lr < 0:
+            raise ConfigError("train.lr must be > 0 and train.puzzle_emb_lr >= 0")
+
+    @property
+    def total_steps(self) -> int:
+        if self.max_examples > 0:
+            return -(-self.max_examples // self.batch_size)
+        return self.steps
+
+
+@dataclass
+class RunConfig:
+    model_name: str
+    task_name: str
+    preset: str
+    model: Any
+    task: Any
+    train: TrainConfig
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "task_name": self.task_name, "preset": self.preset,
+                "device": self.device, "model": dataclasses.asdict(self.model),
+                "task": dataclasses.asdict(self.task), "train": dataclasses.asdict(self.train),
+                **({"extra": self.extra} if self.extra else {})}
+
+    def config_hash(self) -> str:
+        """Identity of a run: everything that changes its numbers (not where it is written)."""
+        payload = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------------------------
+def _field_types(config_class: type) -> dict[str, Any]:
+    return typing.get_type_hints(config_class)
+
+
+def parse_value(text: str, kind: Any, key: str) -> Any:
+    """Parse a --set value by the field's declared type; ill-typed values are ConfigErrors."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        if text.lower() in ("none", "null", ""):
+            return None
+        kind = options[0]
+        origin = typing.get_origin(kind)
+    try:
+        if kind is bool:
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind is float:
+            return float(text)
+        if kind is str:
+            return text
+        if origin in (list, tuple):
+            (item_kind, *_) = typing.get_args(kind) or (str,)
+            parts = [p for p in text.replace("[", "").replace("]", "").split(",") if p.strip()]
+            values = [parse_value(p.strip(), item_kind, key) for p in parts]
+            return tuple(values) if origin is tuple else values
+    except ValueError:
+        pass
+    type_name = getattr(kind, "__name__", str(kind))
+    raise ConfigError(f"--set {key}={text!r}: expected {type_name}")
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: expected section.key=value (sections: {', '.join(SECTIONS)})")
+        key, value = pair.split("=", 1)
+        key = key.strip()
+        if key.split(".", 1)[0] not in SECTIONS or "." not in key:
+            raise ConfigError(f"--set {key!r}: keys are dotted by section: {', '.join(s + '.*' for s in SECTIONS)}")
+        overrides[key] = value
+    return overrides
+
+
+def _apply(values: dict[str, dict[str, Any]], classes: dict[str, type], key: str, value: Any,
+           strict: bool, from_text: bool) -> None:
+    section, name = key.split(".", 1)
+    types = _field_types(classes[section])
+    if name not in types:
+        if strict:
+            valid = ", ".join(f"{section}.{n}" for n in types)
+            raise ConfigError(f"unknown key {key!r}; valid keys: {valid}")
+        return
+    values[section][name] = parse_value(value, types[name], key) if from_text else value
+
+
+def resolve(model_name: str, task_name: str, preset: str = "cpu", overrides: list[str] | tuple[str, ...] = (),
+            seed: int | None = None, device: str = "cpu") -> RunConfig:
+    try:
+        model_entry = get_model_entry(model_name)
+        task_entry = get_task_entry(task_name)
+    except KeyError as error:
+        raise ConfigError(error.args[0]) from None
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose from: {', '.join(PRESETS)}")
+    classes = {"model": model_entry.config, "task": task_entry.config, "train": TrainConfig}
+    values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for key, value in task_entry.presets[preset].items():
+        _apply(values, classes, key, value, strict=not key.startswith("model."), from_text=False)
+    for key, value in getattr(model_entry.cls, "presets", {}).get(preset, {}).items():
+        _apply(values, classes, key, value, strict=True, from_text=False)
+    for key, value in parse_overrides(overrides).items():
+        _apply(values, classes, key, value, strict=True, from_text=True)
+    if seed is not None:
+        values["train"]["seed"] = seed
+    train = TrainConfig(**values["train"])
+    train.validate()
+    try:
+        model_config = model_entry.config(**values["model"])
+        task_config = task_entry.config(**values["task"])
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error)) from None
+    return RunConfig(model_name, task_name, preset, model_config, task_config, train, device)

@@ -1,0 +1,149 @@
+"""The one instrument every model is measured with: FLOPs, time, memory, environment.
+
+FLOPs come from `torch.utils.flop_counter.FlopCounterMode` wrapped around real work (a whole train
+step with its backward and every no_grad call; a whole evaluation forward over all segments). It
+counts matmuls and attention at 2 FLOPs per multiply-add and ignores elementwise ops. On CPU, SDPA
+dispatches to `_scaled_dot_product_flash_attention_for_cpu`, which torch's registry lacks
+(REFERENCE.md §7), so we register it here with the registry's own SDPA formulas.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch.utils import flop_counter
+from torch.utils.flop_counter import FlopCounterMode
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def _register_cpu_attention_formulas() -> None:
+    aten = torch.ops.aten
+    forward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    backward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    registry = flop_counter.flop_registry
+    if forward is not None and forward.default not in registry:
+        @flop_counter.register_flop_formula(forward)
+        def _forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+            return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    if backward is not None and backward.default not in registry:
+        @flop_counter.register_flop_formula(backward)
+        def _backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+            return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+_register_cpu_attention_formulas()
+
+# Analytic FLOP counts for work FlopCounterMode cannot see (e.g. a selective scan): code that runs
+# such work calls `add_uncounted_flops(n)` and the active counter adds it.
+_extra_flops: list[int] = []
+
+
+def add_uncounted_flops(count: int) -> None:
+    if _extra_flops:
+        _extra_flops[-1] += int(count)
+
+
+@contextmanager
+def count_flops() -> Iterator[dict[str, int]]:
+    """`with count_flops() as result: ...` → result['flops'] after the block."""
+    result: dict[str, int] = {}
+    _extra_flops.append(0)
+    mode = FlopCounterMode(display=False)
+    try:
+        with mode:
+            yield result
+    finally:
+        extra = _extra_flops.pop()
+        result["flops"] = int(mode.get_total_flops()) + extra
+        result["uncounted_flops_added"] = extra
+
+
+def flops_of(fn: Callable[[], Any]) -> int:
+    with count_flops() as result:
+        fn()
+    return result["flops"]
+
+
+def synchronize(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+class Stopwatch:
+    """Wall-clock seconds; synchronises CUDA before reading so GPU work is included."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = device
+        self.elapsed = 0.0
+        self._start: float | None = None
+
+    def __enter__(self) -> "Stopwatch":
+        synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        synchronize(self.device)
+        self.elapsed += time.perf_counter() - self._start
+
+
+def peak_memory_bytes(device: torch.device | str) -> dict[str, Any]:
+    if torch.device(device).type == "cuda":
+        return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated()), "peak_memory_source": "cuda_allocator"}
+    # ru_maxrss is in KiB on Linux: the whole process's peak resident set
+    return {"peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_memory_source": "process_rss"}
+
+
+def git_commit() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_REPO,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "unknown", "git_dirty": None}
+    return {"git_commit": commit or "unknown", "git_dirty": dirty if commit else None}
+
+
+def environment(device: torch.device | str) -> dict[str, Any]:
+    import numpy
+
+    info: dict[str, Any] = {
+        "device": str(device),
+        "device_name": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+    }
+    if torch.device(device).type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+    else:
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    info["device_name"] = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+    for package in ("torchdeq", "mambapy", "mamba_ssm", "xformers"):
+        try:
+            module = __import__(package)
+            info[package] = getattr(module, "__version__", "installed")
+        except Exception:
+            continue
+    info.update(git_commit())
+    return info

@@ -1,0 +1,174 @@
+"""One run end to end: seed, build data and model, train, evaluate, measure, record.
+
+`execute(run_config, out_dir)` is what `bench run`, `bench sweep` and the tests call.
+"""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.config import ConfigError, RunConfig
+from bench.measure import environment, peak_memory_bytes
+from bench.results import (CHECKPOINT, SUMMARY, ResultsError, atomic_write_json, ensure_writable,
+                           find_resumable, new_run_id, read_summary)
+from bench.trainer import Diverged, Trainer
+from models.registry import create_model
+from tasks.registry import TaskData, create_task
+
+SCHEMA_VERSION = 1
+
+
+class StopRequested(Exception):
+    """Raised by a test hook to simulate a crash after a checkpoint."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda requested but CUDA is not available (this torch build or machine has none)")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}; choose from: auto, cpu, cuda")
+    return name
+
+
+def build(run: RunConfig):
+    """Task, data splits and (seeded) model for a run; config errors become ConfigErrors."""
+    try:
+        task = create_task(run.task_name, **vars(run.task))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"task config: {error}") from None
+    seed_everything(run.train.seed)
+    try:
+        model = create_model(run.model_name, task.spec, **vars(run.model))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"model config: {error}") from None
+    return task, model
+
+
+def _strip(score: dict[str, Any]) -> dict[str, Any]:
+    """Scores without per-example lists (those are large; summaries stay compact)."""
+    return {k: v for k, v in score.items() if not k.startswith("per_example")}
+
+
+def evaluate_splits(trainer: Trainer, task, splits: dict[str, TaskData]) -> dict[str, dict[str, Any]]:
+    metrics = {}
+    for name, data in splits.items():
+        result = trainer.evaluate(data)
+        score = task.score(data, result.predictions, confidences=result.confidences)
+        score["mean_segments_used"] = result.segments_used.float().mean().item()
+        score["eval_seconds"] = result.seconds
+        score["examples_per_second"] = len(data) / result.seconds if result.seconds > 0 else None
+        metrics[name] = _strip(score)
+    return metrics
+
+
+def execute(run: RunConfig, out: Path | str = "results", resume: str | None = None, progress: bool = True,
+            stop_after_step: int | None = None) -> dict[str, Any]:
+    """Train and evaluate one run, writing results/<run_id>/summary.json atomically.
+
+    resume: None (fresh run), "auto" (newest unfinished run with the same config in `out`), or a
+    run directory. stop_after_step: test hook that raises StopRequested after that step's checkpoint.
+    """
+    out = ensure_writable(Path(out))
+    config_hash = run.config_hash()
+    task, model = build(run)
+    train_data = task.build("train")
+    eval_data = {name: task.build(name) for name in task.eval_splits()}
+    trainer = Trainer(model, task.spec, run.train, run.device, progress=progress)
+
+    run_dir: Path | None = None
+    if resume is not None:
+        run_dir = find_resumable(out, config_hash) if resume == "auto" else Path(resume)
+        if run_dir is None:
+            raise ResultsError(f"--resume: no unfinished run with this configuration (hash {config_hash}) under {out}")
+        summary_path = run_dir / SUMMARY
+        if not summary_path.exists():
+            raise ResultsError(f"--resume {run_dir}: no {SUMMARY} there")
+        previous = read_summary(summary_path)
+        if previous.get("config_hash") != config_hash:
+            raise ResultsError(f"--resume {run_dir}: its configuration (hash {previous.get('config_hash')}) "
+                               f"differs from this one ({config_hash})")
+        if previous.get("status") != "running":
+            raise ResultsError(f"--resume {run_dir}: that run is already {previous.get('status')}")
+        if not (run_dir / CHECKPOINT).exists():
+            raise ResultsError(f"--resume {run_dir}: no checkpoint to resume from")
+        trainer.load_checkpoint(run_dir / CHECKPOINT, len(train_data), run.train.seed)
+        run_id = run_dir.name
+        started_at = previous.get("started_at")
+    else:
+        run_id = new_run_id(run.task_name, run.model_name, run.preset, run.train.seed, config_hash)
+        run_dir = out / run_id
+        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    summary: dict[str, Any] = {
+        "schema": SCHEMA_VERSION, "run_id": run_id, "status": "running", "config_hash": config_hash,
+        "model": run.model_name, "task": run.task_name, "preset": run.preset, "seed": run.train.seed,
+        "device": run.device, "started_at": started_at, "config": run.to_dict(),
+        **model.parameter_counts(),
+        "data": {"train_examples": len(train_data), **{f"{k}_examples": len(v) for k, v in eval_data.items()}},
+    }
+    summary_path = run_dir / SUMMARY
+    atomic_write_json(summary_path, summary)
+
+    total = run.train.total_steps
+    every = run.train.checkpoint_every or max(1, total // 10)
+    eval_every = run.train.eval_every
+    first_split = next(iter(eval_data))
+
+    def on_step(trainer: Trainer, metrics: dict[str, float]) -> None:
+        if eval_every and trainer.step % eval_every == 0 and trainer.step < total:
+            result = trainer.evaluate(eval_data[first_split])
+            score = task.score(eval_data[first_split], result.predictions, confidences=result.confidences)
+            trainer.evals.append({"step": trainer.step, "split": first_split,
+                                  "exact_accuracy": score["exact_accuracy"],
+                                  "token_accuracy": score["token_accuracy"]})
+        if trainer.step % every == 0 and trainer.step < total:
+            trainer.save_checkpoint(run_dir / CHECKPOINT)
+        if stop_after_step is not None and trainer.step >= stop_after_step:
+            raise StopRequested(trainer.step)
+
+    try:
+        trainer.fit(train_data, seed=run.train.seed, on_step=on_step)
+    except Diverged as diverged:
+        summary.update(status="diverged", diverged_step=diverged.step, diverged_value=str(diverged.value),
+                       finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       train={"steps": trainer.step, "curve": trainer.curve})
+        atomic_write_json(summary_path, summary)
+        return summary
+
+    metrics = evaluate_splits(trainer, task, eval_data)
+    inference_flops = trainer.inference_flops_per_example(eval_data[first_split])
+    segments_eval = run.train.eval_segments or run.train.segments
+    summary.update(
+        status="complete",
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        metrics=metrics,
+        exact_accuracy=metrics[first_split]["exact_accuracy"],
+        token_accuracy=metrics[first_split]["token_accuracy"],
+        train={"steps": trainer.step, "examples": trainer.examples, "batch_size": run.train.batch_size,
+               "seconds": trainer.train_seconds, "flops_per_step": trainer.flops_per_step,
+               "flops_total": (trainer.flops_per_step or 0) * trainer.step,
+               "flops_per_second": (trainer.flops_per_step or 0) * trainer.step / max(trainer.train_seconds, 1e-9),
+               "final_loss": trainer.curve[-1]["loss"] if trainer.curve else None,
+               "curve": trainer.curve, "evals": trainer.evals},
+        inference={"flops_per_example": inference_flops, "segments": segments_eval,
+                   "halting": run.train.eval_halting,
+                   "examples_per_second": metrics[first_split]["examples_per_second"]},
+        memory=peak_memory_bytes(run.device),
+        environment=environment(run.device),
+    )
+    atomic_write_json(summary_path, summary)
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    return summary

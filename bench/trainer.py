@@ -1,0 +1,401 @@
+"""The trainer: deep supervision over segments with a detached carry, ACT, evaluation.
+
+One optimiser step = one segment for every row of the batch (HRM reference behaviour):
+
+    rows that halted last step take a fresh example and restart their carry
+    carry, outputs = model(carry, batch)            # one segment
+    loss = lm_loss + q_weight·(q_halt_loss + q_continue_loss)   (q terms when the model has a Q head)
+    backward, optimiser step, carry ← carry.detach()
+    halted = steps ≥ segments  [ or, with ACT, the Q head says halt (after an exploration minimum) ]
+
+So with `train.segments = 1` this is ordinary training, and with N > 1 *any* model gets HRM's outer
+refinement loop. With ACT and a `q_continue_logits` output (HRM), the Q-learning target comes from
+one extra no_grad forward on the new carry; a model with only `q_halt_logits` (TRM) halts when
+q_halt > 0 and has no extra forward. With ACT off, q_halt is still trained (so learned halting can
+be evaluated) but q_continue and its extra forward are skipped.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from bench.config import TrainConfig
+from bench.losses import LOSSES, sequence_mean_loss
+from bench.measure import Stopwatch, count_flops
+from bench.optim import AdamAtan2, SignSGD, learning_rate
+from bench.results import atomic_write_bytes
+from models.registry import SegmentModel
+from tasks.registry import TaskData, TaskSpec
+
+
+class Diverged(Exception):
+    def __init__(self, step: int, value: float):
+        super().__init__(f"loss became {value} at step {step}")
+        self.step, self.value = step, value
+
+
+class Sampler:
+    """Seeded epoch-wise shuffling; its whole state can be checkpointed."""
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.randperm(size, generator=self.generator)
+        self.position = 0
+
+    def next(self, count: int) -> torch.Tensor:
+        picked = []
+        while count > 0:
+            if self.position >= self.size:
+                self.order = torch.randperm(self.size, generator=self.generator)
+                self.position = 0
+            take = min(count, self.size - self.position)
+            picked.append(self.order[self.position:self.position + take])
+            self.position += take
+            count -= take
+        return torch.cat(picked)
+
+
+def _tree_where(mask: torch.Tensor, new: dict[str, torch.Tensor], old: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: torch.where(mask.view(-1, *([1] * (v.dim() - 1))), new[k], old[k]) for k, v in old.items()}
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def sequence_correct(logits: torch.Tensor, labels: torch.Tensor, ignore_label: int) -> torch.Tensor:
+    mask = labels != ignore_label
+    return ((logits.argmax(-1) == labels) | ~mask).all(-1)
+
+
+def halting_decision(outputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """Does the Q head say halt? q_halt > q_continue (HRM) or q_halt > 0 (TRM)."""
+    if "q_halt_logits" not in outputs:
+        return None
+    if "q_continue_logits" in outputs:
+        return outputs["q_halt_logits"] > outputs["q_continue_logits"]
+    return outputs["q_halt_logits"] > 0
+
+
+@dataclass
+class EvalResult:
+    predictions: torch.Tensor                 # (N, L) at each row's final (or halting) segment
+    confidences: torch.Tensor                 # (N,) sigmoid(q_halt) at that segment (0.5 if no Q head)
+    segments_used: torch.Tensor               # (N,)
+    per_segment_predictions: list[torch.Tensor] = field(default_factory=list)
+    seconds: float = 0.0
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, model: SegmentModel, spec: TaskSpec, config: TrainConfig, device: torch.device | str,
+                 progress: bool = True):
+        self.model = model.to(device)
+        self.spec = spec
+        self.config = config
+        self.device = torch.device(device)
+        self.progress = progress
+        self.loss_fn = LOSSES[config.loss]
+        self.optimizers = self._build_optimizers()
+        self.ema = {k: v.detach().clone() for k, v in model.named_parameters()} if config.ema > 0 else None
+        self.step = 0
+        self.examples = 0
+        self.train_seconds = 0.0
+        self.flops_per_step: int | None = None
+        self.curve: list[dict[str, float]] = []
+        self.evals: list[dict[str, Any]] = []
+        self.sampler: Sampler | None = None
+        self.carry: dict[str, torch.Tensor] | None = None
+        self.batch: dict[str, torch.Tensor] | None = None
+        self.steps_in_carry: torch.Tensor | None = None
+        self.halted: torch.Tensor | None = None
+        use_bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
+        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+
+    # ---------------------------------------------------------------- optimisers
+    def _build_optimizers(self) -> list[torch.optim.Optimizer]:
+        config = self.config
+        puzzle = [p for n, p in self.model.named_parameters() if "puzzle_embedding" in n and p.requires_grad]
+        others = [p for n, p in self.model.named_parameters() if "puzzle_embedding" not in n and p.requires_grad]
+        betas = (config.beta1, config.beta2)
+        if config.optimizer == "adam_atan2":
+            main = AdamAtan2(others, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+        else:
+            main = torch.optim.AdamW(others, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+        optimizers: list[torch.optim.Optimizer] = [main]
+        if puzzle:
+            optimizers.append(SignSGD(puzzle, lr=config.puzzle_emb_lr, weight_decay=config.puzzle_emb_weight_decay))
+        return optimizers
+
+    def _set_learning_rates(self) -> float:
+        config = self.config
+        total = config.total_steps
+        rates = [config.lr, config.puzzle_emb_lr]
+        current = 0.0
+        for optimizer, base in zip(self.optimizers, rates):
+            lr = learning_rate(self.step + 1, base, config.lr_warmup_steps, total, config.lr_schedule,
+                               config.lr_min_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            if optimizer is self.optimizers[0]:
+                current = lr
+        return current
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    # ---------------------------------------------------------------- one optimiser step
+    def _refill(self, data: TaskData) -> None:
+        """Rows that halted take fresh examples and restart their carry."""
+        batch_size = self.config.batch_size
+        fresh = _to(data.batch(self.sampler.next(batch_size)), self.device)
+        if self.batch is None:
+            self.batch = fresh
+            self.carry = self.model.initial_carry(fresh)
+            self.steps_in_carry = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+            self.halted = torch.ones(batch_size, dtype=torch.bool, device=self.device)
+        reset = self.halted
+        self.examples += int(reset.sum())
+        self.batch = _tree_where(reset, fresh, self.batch)
+        self.carry = self.model.reset_carry(self.carry, reset, self.batch)
+        self.steps_in_carry = torch.where(reset, 0, self.steps_in_carry)
+
+    def train_step(self, data: TaskData) -> dict[str, float]:
+        config, spec = self.config, self.spec
+        self.model.train()
+        self._refill(data)
+        lr = self._set_learning_rates()
+        batch = self.batch
+        with self._autocast():
+            carry, outputs = self.model(self.carry, batch)
+        self.steps_in_carry = self.steps_in_carry + 1
+        logits = outputs["logits"]
+        labels = batch["labels"]
+        lm_loss = sequence_mean_loss(self.loss_fn(logits, labels, spec.ignore_label), labels, spec.ignore_label)
+        loss = lm_loss
+        metrics: dict[str, float] = {}
+        with torch.no_grad():
+            correct = sequence_correct(logits, labels, spec.ignore_label)
+            is_last = self.steps_in_carry >= config.segments
+            halted = is_last.clone()
+            wants_halt = halting_decision(outputs)
+            if config.act and config.segments > 1 and wants_halt is not None:
+                halted |= wants_halt
+                explore = torch.rand(halted.shape, device=self.device) < config.halt_exploration_prob
+                minimum = torch.randint(2, config.segments + 1, halted.shape, device=self.device)
+                halted &= self.steps_in_carry >= torch.where(explore, minimum, 0)
+        if "q_halt_logits" in outputs:
+            q_halt_loss = F.binary_cross_entropy_with_logits(outputs["q_halt_logits"], correct.float())
+            loss = loss + config.q_loss_weight * q_halt_loss
+            metrics["q_halt_loss"] = q_halt_loss.item()
+            metrics["q_halt_accuracy"] = ((outputs["q_halt_logits"] > 0) == correct).float().mean().item()
+        if config.act and config.segments > 1 and "q_continue_logits" in outputs:
+            with torch.no_grad(), self._autocast():
+                _, next_outputs = self.model(carry, batch)
+            next_halt, next_continue = next_outputs["q_halt_logits"], next_outputs["q_continue_logits"]
+            target = torch.sigmoid(torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue)))
+            q_continue_loss = F.binary_cross_entropy_with_logits(outputs["q_continue_logits"], target)
+            loss = loss + config.q_loss_weight * q_continue_loss
+            metrics["q_continue_loss"] = q_continue_loss.item()
+        if "aux_loss" in outputs:
+            loss = loss + outputs["aux_loss"]
+        if not math.isfinite(loss.item()):
+            raise Diverged(self.step, loss.item())
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        for optimizer in self.optimizers:
+            optimizer.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for name, parameter in self.model.named_parameters():
+                    self.ema[name].lerp_(parameter.detach(), 1 - config.ema)
+        self.carry = {k: v.detach() for k, v in carry.items()}
+        self.halted = halted
+        self.step += 1
+        metrics.update(loss=loss.item(), lm_loss=lm_loss.item(), lr=lr,
+                       exact_accuracy=correct.float().mean().item(),
+                       mean_segments=self.steps_in_carry[halted].float().mean().item() if halted.any() else float("nan"))
+        return metrics
+
+    # ---------------------------------------------------------------- training loop
+    def fit(self, data: TaskData, seed: int, on_step: Callable[["Trainer", dict[str, float]], None] | None = None) -> None:
+        from tqdm import tqdm
+
+        if self.sampler is None:
+            self.sampler = Sampler(len(data), seed)
+        total = self.config.total_steps
+        bar = tqdm(total=total, initial=self.step, desc="train", unit="step", disable=not self.progress,
+                   dynamic_ncols=True, leave=False)
+        try:
+            while self.step < total:
+                with Stopwatch(self.device) as watch:
+                    if self.flops_per_step is None:
+                        with count_flops() as counted:
+                            metrics = self.train_step(data)
+                        self.flops_per_step = counted["flops"]
+                    else:
+                        metrics = self.train_step(data)
+                self.train_seconds += watch.elapsed
+                if self.step % self.config.log_every == 0 or self.step == total:
+                    self.curve.append({"step": self.step, **{k: v for k, v in metrics.items() if math.isfinite(v)}})
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['exact_accuracy']:.2f}")
+                if on_step is not None:
+                    on_step(self, metrics)
+        finally:
+            bar.close()
+
+    # ---------------------------------------------------------------- evaluation
+    def eval_model(self) -> SegmentModel:
+        """The model to evaluate: the EMA copy when EMA is on (as TRM), else the live model."""
+        if self.ema is None:
+            return self.model
+        shadow = copy.deepcopy(self.model)
+        with torch.no_grad():
+            for name, parameter in shadow.named_parameters():
+                parameter.copy_(self.ema[name])
+        return shadow
+
+    @torch.no_grad()
+    def evaluate(self, data: TaskData, segments: int | None = None, halting: str | None = None,
+                 keep_per_segment: bool = False, max_examples: int = 0) -> EvalResult:
+        config = self.config
+        segments = segments or config.eval_segments or config.segments
+        halting = halting or config.eval_halting
+        model = self.eval_model()
+        model.eval()
+        count = len(data) if max_examples <= 0 else min(max_examples, len(data))
+        predictions, confidences, used = [], [], []
+        per_segment: list[list[torch.Tensor]] = [[] for _ in range(segments)] if keep_per_segment else []
+        watch = Stopwatch(self.device)
+        with watch:
+            for start in range(0, count, config.eval_batch_size):
+                index = torch.arange(start, min(start + config.eval_batch_size, count))
+                batch = _to(data.batch(index), self.device)
+                carry = model.initial_carry(batch)
+                size = len(index)
+                final = torch.zeros_like(batch["labels"])
+                confidence = torch.full((size,), 0.5, device=self.device)
+                segments_used = torch.full((size,), segments, dtype=torch.long, device=self.device)
+                done = torch.zeros(size, dtype=torch.bool, device=self.device)
+                for segment in range(segments):
+                    with self._autocast():
+                        carry, outputs = model(carry, batch)
+                    guess = outputs["logits"].argmax(-1)
+                    if keep_per_segment:
+                        per_segment[segment].append(guess.cpu())
+                    stop = torch.full((size,), segment == segments - 1, device=self.device)
+                    wants_halt = halting_decision(outputs)
+                    if halting == "learned" and wants_halt is not None:
+                        stop |= wants_halt
+                    newly = stop & ~done
+                    final = torch.where(newly[:, None], guess, final)
+                    if "q_halt_logits" in outputs:
+                        confidence = torch.where(newly, torch.sigmoid(outputs["q_halt_logits"].float()), confidence)
+                    segments_used = torch.where(newly, segment + 1, segments_used)
+                    done |= newly
+                predictions.append(final.cpu())
+                confidences.append(confidence.cpu())
+                used.append(segments_used.cpu())
+        return EvalResult(torch.cat(predictions), torch.cat(confidences), torch.cat(used),
+                          [torch.cat(p) for p in per_segment], watch.elapsed)
+
+    def inference_flops_per_example(self, data: TaskData, segments: int | None = None) -> int:
+        """FLOPs of a full evaluation forward (all segments) on one real example."""
+        segments = segments or self.config.eval_segments or self.config.segments
+        model = self.model
+        was_training = model.training
+        model.eval()
+        batch = _to(data.batch(torch.arange(1)), self.device)
+        with torch.no_grad(), count_flops() as counted:
+            carry = model.initial_carry(batch)
+            for _ in range(segments):
+                with self._autocast():
+                    carry, _ = model(carry, batch)
+        model.train(was_training)
+        return counted["flops"]
+
+    # ---------------------------------------------------------------- checkpoints (safetensors)
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors: dict[str, torch.Tensor] = {}
+        for key, value in self.model.state_dict().items():
+            tensors[f"model.{key}"] = value
+        groups = []
+        for index, optimizer in enumerate(self.optimizers):
+            state = optimizer.state_dict()
+            groups.append(state["param_groups"])
+            for param_id, slots in state["state"].items():
+                for slot, value in slots.items():
+                    tensors[f"optim{index}.{param_id}.{slot}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        if self.ema is not None:
+            for key, value in self.ema.items():
+                tensors[f"ema.{key}"] = value
+        for key, value in (self.carry or {}).items():
+            tensors[f"carry.{key}"] = value
+        for key, value in (self.batch or {}).items():
+            tensors[f"batch.{key}"] = value
+        if self.halted is not None:
+            tensors["state.halted"] = self.halted.to(torch.uint8)
+            tensors["state.steps_in_carry"] = self.steps_in_carry
+        tensors["rng.torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        tensors["sampler.generator"] = self.sampler.generator.get_state()
+        tensors["sampler.order"] = self.sampler.order
+        meta = {"step": self.step, "examples": self.examples, "train_seconds": self.train_seconds,
+                "flops_per_step": self.flops_per_step, "param_groups": groups, "curve": self.curve,
+                "evals": self.evals, "sampler_position": self.sampler.position}
+        return {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, meta
+
+    def save_checkpoint(self, path: Path) -> None:
+        from safetensors.torch import save
+
+        tensors, meta = self.state_tensors()
+        atomic_write_bytes(Path(path), save(tensors, metadata={"trainer": json.dumps(meta)}))
+
+    def load_checkpoint(self, path: Path, data_size: int, seed: int) -> None:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            meta = json.loads(handle.metadata()["trainer"])
+        tensors = load_file(str(path))
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        for index, optimizer in enumerate(self.optimizers):
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            prefix = f"optim{index}."
+            for key, value in tensors.items():
+                if key.startswith(prefix):
+                    param_id, slot = key[len(prefix):].split(".", 1)
+                    state.setdefault(int(param_id), {})[slot] = value
+            optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][index]})
+        if self.ema is not None:
+            self.ema = {k[4:]: v.to(self.device) for k, v in tensors.items() if k.startswith("ema.")}
+        self.carry = {k[6:]: v.to(self.device) for k, v in tensors.items() if k.startswith("carry.")}
+        self.batch = {k[6:]: v.to(self.device) for k, v in tensors.items() if k.startswith("batch.")} or None
+        if "state.halted" in tensors:
+            self.halted = tensors["state.halted"].bool().to(self.device)
+            self.steps_in_carry = tensors["state.steps_in_carry"].to(self.device)
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        self.sampler = Sampler(data_size, seed)
+        self.sampler.generator.set_state(tensors["sampler.generator"])
+        self.sampler.order = tensors["sampler.order"]
+        self.sampler.position = meta["sampler_position"]
+        self.step, self.examples = meta["step"], meta["examples"]
+        self.train_seconds, self.flops_per_step = meta["train_seconds"], meta["flops_per_step"]
+        self.curve, self.evals = meta["curve"], meta["evals"]

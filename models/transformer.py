@@ -1,0 +1,52 @@
+"""Deep transformer: one pass through a stack of HRM's post-norm blocks, no recurrence.
+
+    x = embed(tokens) [+ z from the previous segment];  z = blocks(x);  logits = head(z)
+
+Depth defaults to HRM's total block count (4 H + 4 L = 8). With train.segments > 1 the last hidden
+state is carried (detached) into the next segment and added to the input, so the outer refinement
+loop of HRM's training recipe can be given to a plain transformer ("the transformer in HRM's
+pipeline" of the ARC Prize analysis). With one segment the carry is zero and changes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from models.blocks import BlockStack, InputEmbedding, OutputHead
+from models.registry import SegmentModel, register_model
+
+
+@dataclass
+class TransformerConfig:
+    hidden: int = 512
+    num_heads: int = 8
+    num_layers: int = 8           # HRM: 4 H-blocks + 4 L-blocks
+    expansion: float = 4.0
+    ffn_multiple: int = 256
+    pos_encoding: str = "rope"    # rope | learned | none
+    puzzle_emb_len: int = 1       # prefix positions for the puzzle embedding (reference: 1)
+    attention_backend: str = "sdpa"
+
+
+@register_model("transformer", config=TransformerConfig,
+                description="deep post-norm transformer, one pass (depth = HRM's total block count)")
+class Transformer(SegmentModel):
+    def __init__(self, config: TransformerConfig, spec):
+        super().__init__(config, spec)
+        self.embedding = InputEmbedding(spec.vocab_size, config.hidden, spec.seq_len, spec.num_puzzle_ids,
+                                        config.puzzle_emb_len, config.pos_encoding, config.num_heads)
+        self.blocks = BlockStack(config.num_layers, hidden=config.hidden, num_heads=config.num_heads,
+                                 expansion=config.expansion, ffn_multiple=config.ffn_multiple,
+                                 backend=config.attention_backend)
+        self.head = OutputHead(config.hidden, spec.vocab_size, self.embedding.prefix_len)
+
+    def initial_carry(self, batch):
+        batch_size = batch["inputs"].shape[0]
+        length = self.embedding.prefix_len + batch["inputs"].shape[1]
+        return {"z": torch.zeros(batch_size, length, self.config.hidden, device=batch["inputs"].device)}
+
+    def forward(self, carry, batch):
+        x = self.embedding(batch["inputs"], batch.get("puzzle_ids"))
+        z = self.blocks(x, injection=carry["z"].to(x.dtype), rotary=self.embedding.rotary_tables(x.shape[1]))
+        return {"z": z}, {"logits": self.head(z)}

@@ -1,0 +1,367 @@
+"""Maze-Hard: find the shortest path in a random-wall grid (HRM's 30×30 benchmark).
+
+Recipe (REFERENCE.md §4, after Lehnert et al. 2024): a uniform random 30–50% of cells are walls;
+start and goal are the farthest pair found by two BFS passes (random start almost never gives a
+long path); keep only instances whose shortest path is longer than `min_path` moves (110 at 30×30).
+Encoding: charset `# SGo` → tokens 1..5, PAD 0; every cell is supervised. An answer is right when
+it is *a* shortest path (several may exist), not only when it equals the stored one.
+
+The generator is compiled with numba (a pure-Python BFS loop manages ≈170 hard 30×30 mazes per
+minute; the target is ≥2000) and seeded; generated sets are cached on disk by (config, split).
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+import torch
+
+from tasks.registry import (DataError, Task, TaskData, TaskSpec, cached_arrays, register_task,
+                            token_and_exact_accuracy)
+
+CHARSET = "# SGo"  # wall, open, start, goal, path → tokens 1..5 (0 = PAD)
+WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
+VOCAB_SIZE = 6
+
+
+@dataclass
+class MazeConfig:
+    grid: int = 30                 # side of the square grid
+    train_size: int = 1000
+    test_size: int = 1000
+    min_path: int = 0              # keep mazes whose shortest path has > min_path moves; 0 = scaled default
+    wall_min: float = 0.3          # wall fraction drawn uniformly from [wall_min, wall_max]
+    wall_max: float = 0.5
+    seed: int = 0                  # data seed (independent of the training seed: same data for every model)
+    path: str = ""                 # load the reference CSV (source,question,answer,rating) instead of generating
+    test_path: str = ""            # optional CSV for the test split when `path` is set
+
+
+def default_min_path(grid: int) -> int:
+    """110 moves at 30×30, scaled to other sizes by the median farthest-pair distance.
+
+    Measured on this generator (3000 layouts per size): the median farthest-pair distance is
+    8, 12, 16, 19, 25, 35, 54 moves at sides 6, 8, 10, 12, 15, 20, 30 ≈ 1.9·side − 3. HRM's 110 is
+    2.04× the 30×30 median; keeping that ratio keeps roughly the same top ≈0.3–0.5% of layouts
+    "hard" at every size (a plain side/30 scaling would make small grids impossible).
+    """
+    return int(round(110 * (1.9 * grid - 3) / 54))
+
+
+# --------------------------------------------------------------------------------------------
+# Compiled core: BFS, farthest-pair generator, shortest-path validity.
+@numba.njit(cache=True)
+def _bfs(open_cells, grid, source, distance, queue):
+    """Distances (in moves) from `source` over open cells; -1 where unreachable. Returns farthest cell."""
+    distance[:] = -1
+    distance[source] = 0
+    head, tail = 0, 1
+    queue[0] = source
+    farthest = source
+    while head < tail:
+        cell = queue[head]
+        head += 1
+        if distance[cell] > distance[farthest]:
+            farthest = cell
+        row, col = cell // grid, cell % grid
+        for step in range(4):
+            if step == 0:
+                if row == 0:
+                    continue
+                neighbour = cell - grid
+            elif step == 1:
+                if row == grid - 1:
+                    continue
+                neighbour = cell + grid
+            elif step == 2:
+                if col == 0:
+                    continue
+                neighbour = cell - 1
+            else:
+                if col == grid - 1:
+                    continue
+                neighbour = cell + 1
+            if open_cells[neighbour] and distance[neighbour] < 0:
+                distance[neighbour] = distance[cell] + 1
+                queue[tail] = neighbour
+                tail += 1
+    return farthest
+
+
+@numba.njit(cache=True)
+def _generate(count, grid, min_path, wall_min, wall_max, seed, questions, answers, lengths):
+    """Fill `count` hard mazes; returns the number of layouts drawn (acceptance statistics)."""
+    np.random.seed(seed)
+    cells = grid * grid
+    open_cells = np.zeros(cells, dtype=np.bool_)
+    distance = np.empty(cells, dtype=np.int32)
+    distance_back = np.empty(cells, dtype=np.int32)
+    queue = np.empty(cells, dtype=np.int32)
+    made, drawn = 0, 0
+    max_draws = 20000 * count + 1000000
+    while made < count:
+        drawn += 1
+        if drawn > max_draws:
+            return -1
+        wall_fraction = wall_min + (wall_max - wall_min) * np.random.random()
+        n_open = 0
+        for i in range(cells):
+            open_cells[i] = np.random.random() >= wall_fraction
+            n_open += open_cells[i]
+        if n_open < 2:
+            continue
+        pick = np.random.randint(n_open)
+        first = -1
+        for i in range(cells):
+            if open_cells[i]:
+                if pick == 0:
+                    first = i
+                    break
+                pick -= 1
+        start = _bfs(open_cells, grid, first, distance, queue)
+        goal = _bfs(open_cells, grid, start, distance, queue)
+        length = distance[goal]
+        if length <= min_path:
+            continue
+        if np.random.random() < 0.5:  # which end is S is arbitrary
+            start, goal = goal, start
+            _bfs(open_cells, grid, start, distance, queue)
+        # distance[] is from start; walk back from goal choosing a random predecessor each step
+        _bfs(open_cells, grid, goal, distance_back, queue)
+        for i in range(cells):
+            questions[made, i] = OPEN if open_cells[i] else WALL
+        questions[made, start] = START
+        questions[made, goal] = GOAL
+        answers[made, :] = questions[made, :]
+        cell = start
+        while distance_back[cell] > 1:
+            row, col = cell // grid, cell % grid
+            options = np.empty(4, dtype=np.int64)
+            n_options = 0
+            for step in range(4):
+                if step == 0 and row > 0:
+                    neighbour = cell - grid
+                elif step == 1 and row < grid - 1:
+                    neighbour = cell + grid
+                elif step == 2 and col > 0:
+                    neighbour = cell - 1
+                elif step == 3 and col < grid - 1:
+                    neighbour = cell + 1
+                else:
+                    continue
+                if open_cells[neighbour] and distance_back[neighbour] == distance_back[cell] - 1:
+                    options[n_options] = neighbour
+                    n_options += 1
+            cell = options[np.random.randint(n_options)]
+            answers[made, cell] = PATH
+        lengths[made] = length
+        made += 1
+    return drawn
+
+
+@numba.njit(cache=True)
+def _valid_shortest_paths(questions, predictions, grid, valid):
+    """valid[i] = prediction i keeps the maze and marks exactly one shortest S→G path."""
+    cells = grid * grid
+    open_cells = np.zeros(cells, dtype=np.bool_)
+    path_cells = np.zeros(cells, dtype=np.bool_)
+    distance = np.empty(cells, dtype=np.int32)
+    queue = np.empty(cells, dtype=np.int32)
+    for n in range(questions.shape[0]):
+        ok = True
+        start, goal, marked = -1, -1, 0
+        for i in range(cells):
+            q, p = questions[n, i], predictions[n, i]
+            open_cells[i] = q != WALL
+            if q == OPEN:
+                if p == PATH:
+                    marked += 1
+                elif p != OPEN:
+                    ok = False
+            elif p != q:  # walls, start and goal must be copied
+                ok = False
+            if q == START:
+                start = i
+            elif q == GOAL:
+                goal = i
+        if not ok or start < 0 or goal < 0:
+            valid[n] = False
+            continue
+        _bfs(open_cells, grid, start, distance, queue)
+        shortest = distance[goal]
+        if shortest < 0 or marked != shortest - 1:
+            valid[n] = False
+            continue
+        for i in range(cells):
+            path_cells[i] = predictions[n, i] == PATH or i == start or i == goal
+        _bfs(path_cells, grid, start, distance, queue)
+        valid[n] = distance[goal] == shortest
+
+
+def generate(count: int, grid: int, min_path: int, wall_min: float, wall_max: float,
+             seed: int) -> dict[str, np.ndarray]:
+    cells = grid * grid
+    questions = np.zeros((count, cells), dtype=np.uint8)
+    answers = np.zeros((count, cells), dtype=np.uint8)
+    lengths = np.zeros(count, dtype=np.int32)
+    drawn = _generate(count, grid, min_path, wall_min, wall_max, seed, questions, answers, lengths)
+    if drawn < 0:
+        raise DataError(f"no {grid}×{grid} maze with a shortest path > {min_path} moves found in "
+                        f"{20000 * count + 1000000} layouts; lower task.min_path")
+    return {"questions": questions, "answers": answers, "lengths": lengths, "drawn": np.array(drawn)}
+
+
+def valid_shortest_paths(questions: np.ndarray, predictions: np.ndarray, grid: int) -> np.ndarray:
+    valid = np.zeros(questions.shape[0], dtype=np.bool_)
+    _valid_shortest_paths(np.ascontiguousarray(questions, dtype=np.int64),
+                          np.ascontiguousarray(predictions, dtype=np.int64), grid, valid)
+    return valid
+
+
+def encode(text: str) -> np.ndarray:
+    return np.array([CHARSET.index(c) + 1 for c in text], dtype=np.uint8)
+
+
+def decode(tokens) -> str:
+    return "".join(CHARSET[t - 1] if 1 <= t <= len(CHARSET) else "?" for t in np.asarray(tokens).tolist())
+
+
+def load_csv(path: str, grid: int) -> dict[str, np.ndarray]:
+    """Reference format: header `source,question,answer,rating`, grid² characters of `# SGo`."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"maze data file not found: {path}")
+    questions, answers, ratings = [], [], []
+    with open(file, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:
+            raise DataError(f"{path}:1: expected header 'source,question,answer,rating'")
+        for line, row in enumerate(reader, start=2):
+            if len(row) < 4:
+                raise DataError(f"{path}:{line}: expected 4 columns, got {len(row)}")
+            question, answer = row[1], row[2]
+            if len(question) != grid * grid or len(answer) != grid * grid:
+                raise DataError(f"{path}:{line}: grids must have {grid * grid} characters (task.grid={grid})")
+            if set(question) - set("# SG") or set(answer) - set(CHARSET):
+                raise DataError(f"{path}:{line}: characters outside '{CHARSET}'")
+            questions.append(encode(question))
+            answers.append(encode(answer))
+            try:
+                ratings.append(int(float(row[3])))
+            except ValueError:
+                raise DataError(f"{path}:{line}: rating {row[3]!r} is not a number") from None
+    if not questions:
+        raise DataError(f"{path}: no mazes in file")
+    return {"questions": np.stack(questions), "answers": np.stack(answers),
+            "lengths": np.array(ratings, dtype=np.int32)}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # seconds: for tests
+    "smoke": {"task.grid": 6, "task.train_size": 64, "task.test_size": 32,
+              "model.hidden": 32, "model.num_heads": 2, "model.ffn_multiple": 32,
+              "train.steps": 4, "train.batch_size": 16, "train.lr": 1e-3, "train.lr_warmup_steps": 1,
+              "train.weight_decay": 0.1, "train.segments": 2, "train.eval_batch_size": 32},
+    # a few minutes on 2 cores; see the README for what it measures
+    "cpu": {"task.grid": 8, "task.train_size": 2000, "task.test_size": 256,
+            "model.hidden": 128, "model.num_heads": 4, "model.ffn_multiple": 64,
+            "train.steps": 600, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,
+            "train.weight_decay": 0.1, "train.segments": 1, "train.eval_batch_size": 256},
+    # HRM's Maze-Hard-1k recipe (REFERENCE.md §1): for GPUs
+    "paper": {"task.grid": 30, "task.train_size": 1000, "task.test_size": 1000, "task.min_path": 110,
+              "model.hidden": 512, "model.num_heads": 8,
+              "train.steps": 26041, "train.batch_size": 768, "train.lr": 1e-4, "train.lr_warmup_steps": 2000,
+              "train.weight_decay": 1.0, "train.puzzle_emb_lr": 1e-4, "train.segments": 16, "train.act": True,
+              "train.loss": "stablemax", "train.optimizer": "adam_atan2", "train.eval_batch_size": 256},
+}
+
+
+@register_task("maze", config=MazeConfig, presets=PRESETS,
+               description="Maze-Hard: shortest path in random-wall grids (HRM 30×30 recipe, any grid size)")
+class MazeTask(Task):
+    def __init__(self, config: MazeConfig):
+        super().__init__(config)
+        if not 4 <= config.grid <= 64:
+            raise ValueError(f"task.grid must be in 4..64, got {config.grid}")
+        if not 0.0 <= config.wall_min <= config.wall_max < 1.0:
+            raise ValueError("task.wall_min/wall_max must satisfy 0 <= wall_min <= wall_max < 1")
+        if config.train_size < 1 or config.test_size < 1:
+            raise ValueError("task.train_size and task.test_size must be >= 1")
+        self.min_path = config.min_path or default_min_path(config.grid)
+        if self.min_path >= config.grid * config.grid // 2:
+            raise ValueError(f"task.min_path={self.min_path} is unreachable on a {config.grid}×{config.grid} grid")
+        self.spec = TaskSpec(vocab_size=VOCAB_SIZE, seq_len=config.grid * config.grid)
+
+    def _arrays(self, split: str) -> dict[str, np.ndarray]:
+        config = self.config
+        if config.path:
+            if split == "train":
+                return load_csv(config.path, config.grid)
+            if split == "test" and config.test_path:
+                return load_csv(config.test_path, config.grid)
+            if split == "test":
+                raise DataError("task.path is set but task.test_path is not: give both CSV files")
+        if split == "train":
+            return cached_arrays("maze", config, "train", lambda: generate(
+                config.train_size, config.grid, self.min_path, config.wall_min, config.wall_max,
+                seed=2 * config.seed))
+        if split == "test":
+            def make_test() -> dict[str, np.ndarray]:
+                # Leakage guard: draw extra, drop any layout that also occurs in train.
+                train = set(map(bytes, self._arrays("train")["questions"]))
+                arrays = generate(config.test_size + 16, config.grid, self.min_path, config.wall_min,
+                                  config.wall_max, seed=2 * config.seed + 1)
+                keep = [i for i, q in enumerate(arrays["questions"]) if bytes(q) not in train][: config.test_size]
+                if len(keep) < config.test_size:
+                    raise DataError("maze test split overlaps the training split; change task.seed")
+                return {k: (v[keep] if v.ndim else v) for k, v in arrays.items()}
+            return cached_arrays("maze", config, "test", make_test)
+        raise DataError(f"unknown maze split {split!r}; splits: {', '.join(self.eval_splits())}")
+
+    def build(self, split: str) -> TaskData:
+        arrays = self._arrays(split)
+        inputs = torch.from_numpy(arrays["questions"].astype(np.int64))
+        labels = torch.from_numpy(arrays["answers"].astype(np.int64))
+        meta = {"path_lengths": arrays["lengths"].tolist(), "grid": self.config.grid}
+        if "drawn" in arrays:
+            meta["layouts_drawn"] = int(arrays["drawn"])
+        return TaskData(inputs, labels, torch.zeros(len(inputs), dtype=torch.long), meta)
+
+    def score(self, data: TaskData, predictions: torch.Tensor, **extra) -> dict[str, Any]:
+        result = token_and_exact_accuracy(predictions, data.labels, self.spec.ignore_label)
+        valid = valid_shortest_paths(data.inputs.numpy(), predictions.cpu().numpy(), self.config.grid)
+        # exact accuracy = a valid shortest path (alternative shortest paths count as right)
+        result["string_match"] = result["exact_accuracy"]
+        result["exact_accuracy"] = float(valid.mean()) if len(valid) else 0.0
+        result["per_example_correct"] = valid.tolist()
+        return result
+
+    def render(self, data: TaskData, index: int, prediction: torch.Tensor | None = None) -> str:
+        grid = self.config.grid
+        def rows(tokens) -> list[str]:
+            text = decode(tokens)
+            return [text[r * grid:(r + 1) * grid] for r in range(grid)]
+        columns = [("question", rows(data.inputs[index])), ("answer", rows(data.labels[index]))]
+        if prediction is not None:
+            columns.append(("prediction", rows(prediction)))
+        header = "   ".join(name.ljust(grid) for name, _ in columns)
+        body = ["   ".join(col[r] for _, col in columns) for r in range(grid)]
+        length = data.meta.get("path_lengths", [None] * (index + 1))[index]
+        return "\n".join([f"maze {index}: {grid}×{grid}, shortest path {length} moves", header, *body])
+
+    def stats(self, data: TaskData) -> dict[str, Any]:
+        lengths = np.asarray(data.meta["path_lengths"], dtype=float)
+        walls = (data.inputs == WALL).float().mean().item()
+        stats = {"count": len(data), "grid": self.config.grid, "seq_len": self.spec.seq_len,
+                 "min_path": self.min_path, "path_length_mean": float(lengths.mean()),
+                 "path_length_median": float(np.median(lengths)), "path_length_min": int(lengths.min()),
+                 "path_length_max": int(lengths.max()), "wall_fraction": walls}
+        if "layouts_drawn" in data.meta:
+            stats["acceptance_rate"] = len(data) / data.meta["layouts_drawn"]
+        return stats
