@@ -74,6 +74,21 @@ def evaluate_splits(trainer: Trainer, task, splits: dict[str, TaskData]) -> dict
     return metrics
 
 
+def extrapolation_curves(task, metrics: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """summary["curves"][axis] = [{x, split, exact_accuracy, token_accuracy}] sorted by x."""
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for split, score in metrics.items():
+        point = task.curve_point(split)
+        if point is None:
+            continue
+        axis, x = point
+        curves.setdefault(axis, []).append({"x": x, "split": split, "exact_accuracy": score["exact_accuracy"],
+                                            "token_accuracy": score["token_accuracy"]})
+    for points in curves.values():
+        points.sort(key=lambda p: p["x"])
+    return curves
+
+
 def execute(run: RunConfig, out: Path | str = "results", resume: str | None = None, progress: bool = True,
             stop_after_step: int | None = None) -> dict[str, Any]:
     """Train and evaluate one run, writing results/<run_id>/summary.json atomically.
@@ -155,6 +170,7 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
         status="complete",
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         metrics=metrics,
+        curves=extrapolation_curves(task, metrics),
         exact_accuracy=metrics[first_split]["exact_accuracy"],
         token_accuracy=metrics[first_split]["token_accuracy"],
         train={"steps": trainer.step, "examples": trainer.examples, "batch_size": run.train.batch_size,

@@ -207,6 +207,7 @@ class InputEmbedding(nn.Module):
 
     def __init__(self, vocab_size: int, hidden: int, seq_len: int, num_puzzle_ids: int = 0,
                  puzzle_emb_len: int = 0, pos_encoding: str = "rope", num_heads: int = 1):
+        """seq_len: the longest sequence (or largest position index + 1) the model will see."""
         super().__init__()
         if pos_encoding not in POSITION_ENCODINGS:
             raise ValueError(f"pos_encoding must be one of {POSITION_ENCODINGS}, got {pos_encoding!r}")
@@ -227,20 +228,30 @@ class InputEmbedding(nn.Module):
             self.positions = nn.Embedding(total_len, hidden)
             truncated_normal_(self.positions.weight, std=1.0 / self.scale)
 
-    def forward(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Embed a batch; returns (x, rotary tables or None) for the blocks to use.
+
+        The batch carries `inputs` (B, L) and optionally `puzzle_ids` (B,) and `positions` (B, L)
+        — task-supplied position indices (e.g. per-number digit indices) that replace 0..L-1.
+        """
+        inputs = batch["inputs"]
+        puzzle_ids = batch.get("puzzle_ids")
         x = self.scale * self.tokens(inputs)
         if self.puzzle_embedding is not None:
             if puzzle_ids is None:
                 puzzle_ids = torch.zeros(inputs.shape[0], dtype=torch.long, device=inputs.device)
             prefix = self.puzzle_embedding(puzzle_ids).view(inputs.shape[0], self.prefix_len, self.hidden)
             x = torch.cat((prefix.to(x.dtype), x), dim=1)
+        positions = batch.get("positions")
+        if positions is not None and self.prefix_len:
+            prefix_positions = torch.arange(self.prefix_len, device=inputs.device).expand(inputs.shape[0], -1)
+            positions = torch.cat((prefix_positions, positions + self.prefix_len), dim=1)
         if self.positions is not None:
+            table = self.positions.weight[: x.shape[1]] if positions is None else self.positions(positions)
             # 1/sqrt(2) keeps the variance of the sum equal to each part's (reference behaviour)
-            x = 0.707106781 * (x + self.positions.weight[: x.shape[1]])
-        return x
-
-    def rotary_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        return None if self.rotary is None else self.rotary(length)
+            x = 0.707106781 * (x + table)
+        rotary = None if self.rotary is None else self.rotary(x.shape[1], positions)
+        return x, rotary
 
 
 class OutputHead(nn.Module):

@@ -32,12 +32,31 @@ Carry = dict[str, torch.Tensor]
 
 
 class SegmentModel(nn.Module):
-    """Base class: subclasses set `config` and implement `initial_carry` and `forward`."""
+    """Base class: subclasses set `config` and implement `initial_carry` and `forward`.
+
+    Optional hooks for the measurement layer:
+    - `test_time_compute_key`: name of a config field that sets the model's *inner* iterations at
+      test time (looped: loops, DEQ: solver iterations). None = the trainer's segments are the knob.
+    - `trace_residual(name, new, old)`: recurrent models call it inside their loops; when
+      `self.residual_trace` is a dict (the evaluator sets it) the mean relative residual
+      ‖new − old‖ / ‖old‖ is appended under `name` (e.g. "z_H", "z_L").
+    """
+
+    test_time_compute_key: str | None = None
 
     def __init__(self, config, spec: TaskSpec):
         super().__init__()
         self.config = config
         self.spec = spec
+        self.residual_trace: dict[str, list[float]] | None = None
+
+    def trace_residual(self, name: str, new: torch.Tensor, old: torch.Tensor) -> None:
+        if self.residual_trace is None:
+            return
+        with torch.no_grad():
+            difference = (new.float() - old.float()).flatten(1).norm(dim=-1)
+            scale = old.float().flatten(1).norm(dim=-1).clamp_min(1e-12)
+            self.residual_trace.setdefault(name, []).append((difference / scale).mean().item())
 
     def initial_carry(self, batch: Batch) -> Carry:
         return {}

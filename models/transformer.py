@@ -34,7 +34,7 @@ class TransformerConfig:
 class Transformer(SegmentModel):
     def __init__(self, config: TransformerConfig, spec):
         super().__init__(config, spec)
-        self.embedding = InputEmbedding(spec.vocab_size, config.hidden, spec.seq_len, spec.num_puzzle_ids,
+        self.embedding = InputEmbedding(spec.vocab_size, config.hidden, spec.max_seq_len, spec.num_puzzle_ids,
                                         config.puzzle_emb_len, config.pos_encoding, config.num_heads)
         self.blocks = BlockStack(config.num_layers, hidden=config.hidden, num_heads=config.num_heads,
                                  expansion=config.expansion, ffn_multiple=config.ffn_multiple,
@@ -47,6 +47,6 @@ class Transformer(SegmentModel):
         return {"z": torch.zeros(batch_size, length, self.config.hidden, device=batch["inputs"].device)}
 
     def forward(self, carry, batch):
-        x = self.embedding(batch["inputs"], batch.get("puzzle_ids"))
-        z = self.blocks(x, injection=carry["z"].to(x.dtype), rotary=self.embedding.rotary_tables(x.shape[1]))
+        x, rotary = self.embedding(batch)
+        z = self.blocks(x, injection=carry["z"].to(x.dtype), rotary=rotary)
         return {"z": z}, {"logits": self.head(z)}

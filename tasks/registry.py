@@ -44,6 +44,12 @@ class TaskSpec:
     num_puzzle_ids: int = 1  # HRM keeps a (1-row) puzzle table even when a task has no puzzle ids
     ignore_label: int = IGNORE_LABEL
     pad_id: int = 0
+    max_len: int = 0  # longest sequence in any split (extrapolation splits may be longer); 0 = seq_len
+
+    @property
+    def max_seq_len(self) -> int:
+        """Size position tables by this: evaluation splits may be longer than training."""
+        return max(self.seq_len, self.max_len)
 
 
 @dataclass
@@ -72,6 +78,14 @@ class Task:
 
     def eval_splits(self) -> list[str]:
         return ["test"]
+
+    def curve_point(self, split: str) -> tuple[str, float] | None:
+        """For extrapolation splits: (axis name, x), e.g. ("length", 24) or ("grid", 20).
+
+        The runner collects every split that has one into summary["curves"][axis] so the report
+        can plot exact accuracy against length / grid size / rating band. None = not on a curve.
+        """
+        return None
 
     def build(self, split: str) -> TaskData:
         raise NotImplementedError
