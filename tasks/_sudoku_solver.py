@@ -18,13 +18,13 @@ Generator (tdoku's recipe, REFERENCE.md §4): random full grid → remove clues 
 the puzzle stays unique (a random minimal puzzle) → pool-based local search: take a pool member,
 drop a few clues, re-add random clues until the solution is unique again, minimise, rate; keep the
 candidate if it beats the pool's worst. Each output puzzle runs its own seeded chain, so puzzles are
-generated in parallel (prange) and the result does not depend on the thread count.
+generated in parallel (threads; the batch functions release the GIL) and the result does not depend
+on the thread count. (numba's parallel=True would do the same but costs ~1 min of compilation.)
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
 ALL = 0x1FF      # candidates 1..9 as bits 0..8
 DONE = 0x200     # "placed and eliminated from peers" flag, bit 9
@@ -233,21 +233,9 @@ def _count(grid, limit, stack, peers, units, triads):
     return _search(grid, limit, False, solution, stack, peers, units, triads)[0]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def solve_batch(grids, limit, solutions, counts, guesses, first):
-    """Solve/rate many puzzles: counts (≤ limit), guesses (rating), guesses to first solution."""
-    n = grids.shape[0]
-    for i in prange(n):
-        stack = np.empty((82, 81), dtype=np.int32)
-        c, g, f = _search(grids[i], limit, False, solutions[i], stack, PEERS, UNITS, TRIADS)
-        counts[i] = c
-        guesses[i] = g
-        first[i] = f
-
-
-@numba.njit(cache=True)
-def solve_serial(grids, limit, solutions, counts, guesses, first):
-    """As solve_batch on one core (for the one-core rating benchmark)."""
+    """Solve/rate many puzzles: counts (≤ limit), complete-search guesses, guesses to first solution."""
     stack = np.empty((82, 81), dtype=np.int32)
     for i in range(grids.shape[0]):
         c, g, f = _search(grids[i], limit, False, solutions[i], stack, PEERS, UNITS, TRIADS)
@@ -355,16 +343,21 @@ def _generate_one(seed, min_rating, pool_size, max_iterations, max_drop, out, st
     candidate = np.empty(81, dtype=np.int8)
     iterations = 0
     while True:
-        best = 0
-        worst = 0
+        best = 0      # highest rating
+        reached = -1  # lowest rating >= min_rating (so bounded bands such as [0, 0] accept often)
+        worst = 0     # lowest fitness
         for p in range(pool_size):
             if rating[p] > rating[best]:
                 best = p
+            if rating[p] >= min_rating and (reached < 0 or rating[p] < rating[reached]):
+                reached = p
             if fitness[p] < fitness[worst]:
                 worst = p
-        if rating[best] >= min_rating or iterations >= max_iterations:
-            out[:] = pool[best]
-            return rating[best], iterations
+        if reached >= 0 or iterations >= max_iterations:
+            if reached < 0:
+                reached = best
+            out[:] = pool[reached]
+            return rating[reached], iterations
         iterations += 1
         candidate[:] = pool[np.random.randint(pool_size)]
         if not _mutate(candidate, 1 + np.random.randint(max_drop), stack, peers, units, triads):
@@ -376,22 +369,22 @@ def _generate_one(seed, min_rating, pool_size, max_iterations, max_drop, out, st
             fitness[worst] = full
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def generate_batch(seeds, min_rating, pool_size, max_iterations, max_drop, puzzles, ratings, iterations):
-    for i in prange(seeds.shape[0]):
-        stack = np.empty((82, 81), dtype=np.int32)
+    stack = np.empty((82, 81), dtype=np.int32)
+    for i in range(seeds.shape[0]):
         r, it = _generate_one(seeds[i], min_rating, pool_size, max_iterations, max_drop, puzzles[i],
                               stack, PEERS, UNITS, TRIADS)
         ratings[i] = r
         iterations[i] = it
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def random_minimal_batch(seeds, puzzles):
     """Random full grid, then clues removed in random order while unique (tdoku's 'unbiased'-like)."""
-    for i in prange(seeds.shape[0]):
+    stack = np.empty((82, 81), dtype=np.int32)
+    for i in range(seeds.shape[0]):
         np.random.seed(seeds[i])
-        stack = np.empty((82, 81), dtype=np.int32)
         _random_full_grid(puzzles[i], stack, PEERS, UNITS, TRIADS)
         _minimise(puzzles[i], stack, PEERS, UNITS, TRIADS)
 
@@ -456,7 +449,7 @@ def canonical_one(puzzle, orders, out):
     out[:] = best
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def canonical_batch(puzzles, orders, out):
-    for i in prange(puzzles.shape[0]):
+    for i in range(puzzles.shape[0]):
         canonical_one(puzzles[i], orders, out[i])
