@@ -402,6 +402,8 @@ class SudokuTask(Task):
     def curve_point(self, split: str) -> tuple[str, float] | None:
         if split in self.bands:
             return ("rating", float(self.bands[split][0]))
+        if split == "test" and self.bands and not self.config.path:  # the training band is a point too
+            return ("rating", float(self.config.min_rating))
         return None
 
     # ----------------------------------------------------------------------------------------
