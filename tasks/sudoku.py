@@ -37,7 +37,7 @@ from tasks import _sudoku_solver as core
 from tasks.registry import DataError, Task, TaskData, TaskSpec, cached_arrays, register_task
 
 VOCAB_SIZE = 11  # PAD 0, blank 1, digits 2..10
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: symmetry-averaged search rating
 
 
 @dataclass
@@ -45,13 +45,14 @@ class SudokuConfig:
     train_size: int = 1000
     test_size: int = 1000
     augmentations: int = 0        # augmented copies per training puzzle (paper: 1000), originals kept
-    min_rating: int = 20          # generated train/test puzzles have min_rating <= rating (guesses)
-    max_rating: int = -1          # ... <= max_rating; -1 = no upper bound
+    min_rating: int = 20          # generated train/test puzzles: min_rating <= search rating (guesses,
+    max_rating: int = -1          # ... mean over random symmetries) <= max_rating; -1 = no upper bound
     rating_bands: str = ""        # extra eval splits, e.g. "0,1-3,4-10,11-" (one split per band)
     band_size: int = 200          # puzzles per rating-band split
     pool_size: int = 2            # local-search pool (measured: 2 is fastest to reach rating 20)
     max_drop: int = 2             # clues dropped per mutation: 1..max_drop
     max_iterations: int = 20000   # local-search steps per puzzle before giving up on min_rating
+    rating_samples: int = 4       # generator rates each candidate as the mean over this many random symmetries
     seed: int = 0                 # data seed (independent of the training seed)
     path: str = ""                # load puzzles (reference CSV or one per line) instead of generating
     test_path: str = ""           # optional file for the test split when `path` is set
@@ -101,14 +102,18 @@ def random_minimal(count: int, seed: int) -> np.ndarray:
 
 
 def generate(count: int, min_rating: int, max_rating: int = -1, seed: int = 0, stream: str = "train",
-             pool_size: int = 2, max_drop: int = 2, max_iterations: int = 20000) -> dict[str, np.ndarray]:
-    """`count` unique puzzles with min_rating <= rating <= max_rating (-1: unbounded), seeded.
+             pool_size: int = 2, max_drop: int = 2, max_iterations: int = 20000,
+             rating_samples: int = 4) -> dict[str, np.ndarray]:
+    """`count` unique puzzles whose search rating (mean rating over `rating_samples` random
+    symmetries) lies in [min_rating, max_rating] (-1: unbounded), seeded.
 
     Chains run in seed order; those that miss the band are skipped, so the result does not depend on
-    the number of threads.
+    the number of threads. Each puzzle is returned in a random orientation; "ratings" is its plain
+    rating in that orientation (an unbiased draw of its symmetry-averaged rating).
     """
-    if pool_size < 1 or max_drop < 1 or max_iterations < 0:
-        raise ValueError("task.pool_size and task.max_drop must be >= 1, task.max_iterations >= 0")
+    if pool_size < 1 or max_drop < 1 or max_iterations < 0 or rating_samples < 1:
+        raise ValueError("task.pool_size, task.max_drop and task.rating_samples must be >= 1, "
+                         "task.max_iterations >= 0")
     kept: list[np.ndarray] = []
     ratings: list[np.ndarray] = []
     iterations: list[np.ndarray] = []
@@ -120,11 +125,11 @@ def generate(count: int, min_rating: int, max_rating: int = -1, seed: int = 0, s
                             f"search chains; widen the band or raise task.max_iterations")
         batch = max(2 * _workers(), count - sum(map(len, kept)) + 4)
         puzzles = np.zeros((batch, 81), dtype=np.int8)
-        rating = np.zeros(batch, dtype=np.int64)
+        rating = np.zeros(batch, dtype=np.float64)
         steps = np.zeros(batch, dtype=np.int64)
         seeds = chain_seeds(seed, stream, chains, batch)
-        _in_chunks(lambda *a: core.generate_batch(a[0], min_rating, pool_size, max_iterations, max_drop,
-                                                  *a[1:]), batch, seeds, puzzles, rating, steps)
+        _in_chunks(lambda *a: core.generate_batch(a[0], min_rating, rating_samples, pool_size, max_iterations,
+                                                  max_drop, *a[1:]), batch, seeds, puzzles, rating, steps)
         chains += batch
         ok = (rating >= min_rating) & ((rating <= max_rating) if max_rating >= 0 else True)
         kept.append(puzzles[ok])
@@ -136,7 +141,7 @@ def generate(count: int, min_rating: int, max_rating: int = -1, seed: int = 0, s
         raise AssertionError("sudoku generator produced a puzzle without a unique solution")
     return {"questions": questions.astype(np.uint8), "answers": solved["solutions"].astype(np.uint8),
             "ratings": solved["rating"], "full_ratings": solved["full_rating"],
-            "iterations": np.concatenate(iterations)[:count], "chains": np.array(chains)}
+            "search_ratings": np.concatenate(ratings)[:count], "iterations": np.concatenate(iterations)[:count], "chains": np.array(chains)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,8 +396,9 @@ class SudokuTask(Task):
             raise ValueError("task.augmentations must be >= 0")
         if config.min_rating < 0 or (0 <= config.max_rating < config.min_rating):
             raise ValueError("task.min_rating must be >= 0 and <= task.max_rating (or max_rating = -1)")
-        if config.pool_size < 1 or config.max_drop < 1 or config.max_iterations < 0:
-            raise ValueError("task.pool_size and task.max_drop must be >= 1, task.max_iterations >= 0")
+        if config.pool_size < 1 or config.max_drop < 1 or config.rating_samples < 1 or config.max_iterations < 0:
+            raise ValueError("task.pool_size, task.max_drop and task.rating_samples must be >= 1, "
+                             "task.max_iterations >= 0")
         self.bands = {band_name(b): b for b in parse_bands(config.rating_bands)}
         self.spec = TaskSpec(vocab_size=VOCAB_SIZE, seq_len=81)
 
@@ -410,7 +416,8 @@ class SudokuTask(Task):
     def _generate(self, count: int, band: tuple[int, int], stream: str) -> dict[str, np.ndarray]:
         config = self.config
         return generate(count, band[0], band[1], seed=config.seed, stream=stream, pool_size=config.pool_size,
-                        max_drop=config.max_drop, max_iterations=config.max_iterations)
+                        max_drop=config.max_drop, max_iterations=config.max_iterations,
+                        rating_samples=config.rating_samples)
 
     def _arrays(self, split: str) -> dict[str, np.ndarray]:
         config = self.config
@@ -433,7 +440,7 @@ class SudokuTask(Task):
 
             def make() -> dict[str, np.ndarray]:
                 # Leakage guard: drop any puzzle equivalent to a training puzzle (draw a few extra).
-                arrays = self._generate(count + 8, band, split)
+                arrays = self._generate(count + count // 20 + 1, band, split)
                 return self._guarded(arrays, self._arrays("train"), split, None, count)
             return cached_arrays("sudoku", config, split, make, CACHE_VERSION)
         raise DataError(f"unknown sudoku split {split!r}; splits: train, {', '.join(self.eval_splits())}")
@@ -464,7 +471,7 @@ class SudokuTask(Task):
         labels = torch.from_numpy(answers.astype(np.int64) + 1)
         meta = {"originals": originals, "ratings": arrays["ratings"].tolist(),
                 "full_ratings": arrays["full_ratings"].tolist()}
-        for key in ("iterations", "source_ratings", "solution_counts"):
+        for key in ("iterations", "search_ratings", "source_ratings", "solution_counts"):
             if key in arrays:
                 meta[key] = arrays[key].tolist()
         for key in ("chains", "leaked_dropped"):
@@ -515,6 +522,8 @@ class SudokuTask(Task):
             stats["source_rating_mean"] = float(np.mean(data.meta["source_ratings"]))
         if "iterations" in data.meta:
             stats["search_iterations_mean"] = float(np.mean(data.meta["iterations"]))
+            stats["search_rating_mean"] = float(np.mean(data.meta["search_ratings"]))
+            stats["search_rating_median"] = float(np.median(data.meta["search_ratings"]))
         if "chains" in data.meta:
             stats["chains"] = data.meta["chains"]
         return stats
