@@ -69,6 +69,18 @@ def _popcount(m):
     return count
 
 
+@numba.njit(cache=True, inline="always")
+def _eliminate(cand, triads, t, first, digits):
+    """Remove `digits` from the 6 cells triads[t, first:first+6]; False if a cell is left empty."""
+    for k in range(first, first + 6):
+        cell = triads[t, k]
+        if cand[cell] & digits:
+            cand[cell] &= ~digits
+            if cand[cell] & ALL == 0:
+                return False
+    return True
+
+
 @numba.njit(cache=True)
 def _propagate(cand, peers, units, triads):
     """Bring a candidate state to a fixed point; False on contradiction."""
@@ -132,20 +144,12 @@ def _propagate(cand, peers, units, triads):
             pointing = inside & ~box_rest & line_rest   # only here in the box → not elsewhere in line
             claiming = inside & ~line_rest & box_rest   # only here in the line → not elsewhere in box
             if pointing:
-                for k in range(9, 15):
-                    cell = triads[t, k]
-                    if cand[cell] & pointing:
-                        cand[cell] &= ~pointing
-                        if cand[cell] & ALL == 0:
-                            return False
+                if not _eliminate(cand, triads, t, 9, pointing):
+                    return False
                 progress = True
             if claiming:
-                for k in range(3, 9):
-                    cell = triads[t, k]
-                    if cand[cell] & claiming:
-                        cand[cell] &= ~claiming
-                        if cand[cell] & ALL == 0:
-                            return False
+                if not _eliminate(cand, triads, t, 3, claiming):
+                    return False
                 progress = True
         if not progress:
             return True
