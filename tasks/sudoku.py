@@ -124,7 +124,8 @@ def generate(count: int, min_rating: int, max_rating: int = -1, seed: int = 0, s
             raise DataError(f"sudoku: only {sum(map(len, kept))} of {count} puzzles rated in "
                             f"[{min_rating}, {max_rating if max_rating >= 0 else '∞'}] after {chains} "
                             f"search chains; widen the band or raise task.max_iterations")
-        batch = max(2 * _workers(), count - sum(map(len, kept)) + 4)
+        needed = count - sum(map(len, kept))
+        batch = max(_workers(), needed + needed // 10)  # a few spare chains for band misses
         puzzles = np.zeros((batch, 81), dtype=np.int8)
         rating = np.zeros(batch, dtype=np.float64)
         steps = np.zeros(batch, dtype=np.int64)
