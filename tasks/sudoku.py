@@ -65,16 +65,17 @@ def _workers() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), int(os.environ.get("RECURRENT_BENCH_WORKERS", 2))))
 
 
-def _in_chunks(function, n: int, *arrays) -> None:
-    """Run function(*chunk of each array) over ≤ workers threads (the numba core releases the GIL)."""
+def _in_chunks(function, n: int, *arrays, pieces: int = 0) -> None:
+    """Run function(*slice of each array) over `pieces` slices (default: one per worker) on ≤ workers
+    threads (the numba core releases the GIL). Many small pieces balance uneven work (search chains)."""
     workers = min(_workers(), max(1, n))
-    bounds = np.linspace(0, n, workers + 1).astype(int)
+    bounds = np.linspace(0, n, min(n, pieces or workers) + 1).astype(int)
     chunks = [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-    if len(chunks) <= 1:
+    if workers == 1 or len(chunks) <= 1:
         for chunk in chunks:
             function(*chunk)
         return
-    with ThreadPoolExecutor(len(chunks)) as pool:
+    with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda chunk: function(*chunk), chunks))
 
 
@@ -131,7 +132,8 @@ def generate(count: int, min_rating: int, max_rating: int = -1, seed: int = 0, s
         steps = np.zeros(batch, dtype=np.int64)
         seeds = chain_seeds(seed, stream, chains, batch)
         _in_chunks(lambda *a: core.generate_batch(a[0], min_rating, rating_samples, pool_size, max_iterations,
-                                                  max_drop, *a[1:]), batch, seeds, puzzles, rating, steps)
+                                                  max_drop, *a[1:]), batch, seeds, puzzles, rating, steps,
+                   pieces=batch)  # one chain per piece: chain lengths vary a lot
         chains += batch
         ok = (rating >= min_rating) & ((rating <= max_rating) if max_rating >= 0 else True)
         kept.append(puzzles[ok])
