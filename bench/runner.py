@@ -62,11 +62,15 @@ def _strip(score: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in score.items() if not k.startswith("per_example")}
 
 
-def evaluate_splits(trainer: Trainer, task, splits: dict[str, TaskData]) -> dict[str, dict[str, Any]]:
+def evaluate_splits(trainer: Trainer, task, splits: dict[str, TaskData],
+                    run_dir: Path | None = None) -> dict[str, dict[str, Any]]:
     metrics = {}
     for name, data in splits.items():
         result = trainer.evaluate(data)
         score = task.score(data, result.predictions, confidences=result.confidences)
+        files = task.write_artifacts(run_dir, name, data, result.predictions, result.confidences) if run_dir else []
+        if files:
+            score["artifacts"] = files
         score["mean_segments_used"] = result.segments_used.float().mean().item()
         score["eval_seconds"] = result.seconds
         score["examples_per_second"] = len(data) / result.seconds if result.seconds > 0 else None
@@ -163,7 +167,7 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
         atomic_write_json(summary_path, summary)
         return summary
 
-    metrics = evaluate_splits(trainer, task, eval_data)
+    metrics = evaluate_splits(trainer, task, eval_data, run_dir)
     inference_flops = trainer.inference_flops_per_example(eval_data[first_split])
     segments_eval = run.train.eval_segments or run.train.segments
     summary.update(
