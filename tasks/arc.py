@@ -21,6 +21,11 @@ embedding is the one trained on that variant's demonstrations. With `translate`,
 pairs are drawn at a random offset on the canvas (one pair per task stays at the corner, as the
 reference builder); evaluation tasks' pairs stay at the corner.
 
+Guards: evaluating ARC-1 while training on ARC-2's training set (376 shared tasks) is refused, as
+is any evaluation task whose id is in a training source; a training-source pair equal to a test pair
+under any augmentation is dropped (an evaluation task's own demonstrations are kept: a solver sees
+them at test time). See docs/tasks/arc.md.
+
 Evaluation: the test split holds every variant of every test input. A prediction is cropped to the
 largest colour rectangle at the top-left corner (the reference crop: it stops at EOS or PAD), the
 variant's transform and colour permutation are inverted, and identical grids vote; candidates are
@@ -33,7 +38,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -351,8 +356,8 @@ PRESETS_ARC2: dict[str, dict[str, Any]] = {
     # ARC-2 evaluation has only 2 tasks that fit 10×10 and 5 that fit 12×12: the small presets use 12.
     "smoke": {**PRESETS["smoke"], "task.canvas": 12, "task.eval_tasks": 2},
     "cpu": {**PRESETS["cpu"], "task.canvas": 12, "task.train_tasks": 200},
-    # same recipe on ARC-2 (training 1000 + evaluation 120): 100000 · 1120 · 4.17 / 768 steps
-    "paper": {**PRESETS["paper"], "train.steps": 608125},
+    # same recipe on ARC-2 (training 1000 + evaluation 120): 100000 · 1120 · (4667 pairs / 1120) / 768 steps
+    "paper": {**PRESETS["paper"], "train.steps": 607682},
 }
 
 
