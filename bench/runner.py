@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from bench.config import ConfigError, RunConfig
-from bench.measure import environment, peak_memory_bytes
+from bench.analysis import run_diagnostics
+from bench.measure import environment, model_flops_utilisation, peak_memory_bytes
 from bench.results import (CHECKPOINT, SUMMARY, ResultsError, atomic_write_json, ensure_writable,
                            find_resumable, new_run_id, read_summary)
 from bench.trainer import Diverged, Trainer
@@ -166,6 +167,15 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
     metrics = evaluate_splits(trainer, task, eval_data)
     inference_flops = trainer.inference_flops_per_example(eval_data[first_split])
     segments_eval = run.train.eval_segments or run.train.segments
+    # --- measurement depth (bench/analysis.py): memory is read before the diagnostic passes, whose
+    # batches differ from training's; MFU against the device's peak (bench/measure.py).
+    memory = peak_memory_bytes(run.device)
+    diagnostics = run_diagnostics(trainer, task, eval_data[first_split])
+    throughput = metrics[first_split]["examples_per_second"]
+    mfu = model_flops_utilisation(run.device, trainer.flops_per_step * trainer.step / max(trainer.train_seconds, 1e-9)
+                                  if trainer.flops_per_step else None,
+                                  inference_flops * throughput if throughput else None)
+    # --- end measurement depth
     summary.update(
         status="complete",
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -182,7 +192,9 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
         inference={"flops_per_example": inference_flops, "segments": segments_eval,
                    "halting": run.train.eval_halting,
                    "examples_per_second": metrics[first_split]["examples_per_second"]},
-        memory=peak_memory_bytes(run.device),
+        memory=memory,
+        mfu=mfu,
+        **({"diagnostics": diagnostics} if diagnostics is not None else {}),
         environment=environment(run.device),
     )
     atomic_write_json(summary_path, summary)
