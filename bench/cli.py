@@ -49,17 +49,26 @@ def cli() -> None:
 @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="results directory")
 @click.option("--resume", is_flag=False, flag_value="auto", default=None, metavar="[RUN_DIR]",
               help="continue an interrupted run from its last checkpoint (newest matching run, or RUN_DIR)")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1),
+              help="run N seeds one after another: --seed, --seed+1, … (the report averages them)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def run(model_name, task_name, preset, overrides, seed, device, out, resume, quiet):
+def run(model_name, task_name, preset, overrides, seed, device, out, resume, seeds, quiet):
     """Train and evaluate MODEL on TASK; write results/<run_id>/summary.json."""
     from bench.runner import execute, resolve_device
 
-    config = resolve(model_name, task_name, preset, overrides, seed=seed, device=resolve_device(device))
-    summary = execute(config, out, resume=resume, progress=not quiet)
-    if summary["status"] == "diverged":
-        click.echo(f"run {summary['run_id']} diverged at step {summary['diverged_step']}", err=True)
+    if seeds > 1 and resume is not None:
+        raise ConfigError("--resume continues one run; use it without --seeds")
+    diverged = False
+    for run_seed in range(seed, seed + seeds):
+        config = resolve(model_name, task_name, preset, overrides, seed=run_seed, device=resolve_device(device))
+        summary = execute(config, out, resume=resume, progress=not quiet)
+        if summary["status"] == "diverged":
+            click.echo(f"run {summary['run_id']} diverged at step {summary['diverged_step']}", err=True)
+            diverged = True
+            continue
+        _print_summary(summary, Path(out))
+    if diverged:
         sys.exit(3)
-    _print_summary(summary, Path(out))
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -175,14 +184,16 @@ def data(task_name, preset, split, overrides, stats, show, as_json):
 @cli.command()
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False))
-def report(results_dir, out):
-    """Summarise every run under --results into reports/index.md."""
+@click.option("--task", "tasks", multiple=True, metavar="TASK", help="only these tasks (repeatable)")
+@click.option("--model", "models", multiple=True, metavar="MODEL", help="only these models (repeatable)")
+def report(results_dir, out, tasks, models):
+    """Summarise every run under --results: reports/index.md, index.html and figures/."""
     from bench.report import write_report
 
-    path, warnings = write_report(Path(results_dir), Path(out))
+    path, warnings = write_report(Path(results_dir), Path(out), tasks=tasks, models=models)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"written {path}")
+    click.echo(f"written {path} and {path.with_suffix('.html')}")
 
 
 def main(argv: list[str] | None = None) -> int:
