@@ -19,6 +19,7 @@ import html
 import json
 import math
 import re
+import warnings as python_warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,51 @@ def _problem(summary: dict[str, Any]) -> str | None:
         if missing or _number(summary.get("exact_accuracy")) is None:
             return f"partial summary (missing {', '.join(missing) or 'exact_accuracy'})"
     return None
+
+
+def _list_of_dicts(value: Any) -> list[dict[str, Any]] | None:
+    return [p for p in value if isinstance(p, dict)] if isinstance(value, list) else None
+
+
+def sanitize(summary: dict[str, Any]) -> list[str]:
+    """Drop malformed optional sections in place (so figures and findings can trust their shape);
+    return what was dropped."""
+    dropped: list[str] = []
+    train = summary.get("train")
+    if isinstance(train, dict):
+        curve = _list_of_dicts(train.get("curve"))
+        if curve is None and "curve" in train:
+            dropped.append("train.curve")
+        train["curve"] = curve or []
+    curves = summary.get("curves")
+    if curves is not None:
+        clean = {axis: _list_of_dicts(points) for axis, points in curves.items()} if isinstance(curves, dict) else {}
+        dropped += [f"curves.{axis}" for axis, points in clean.items() if points is None]
+        summary["curves"] = {axis: points for axis, points in clean.items() if points is not None}
+    diagnostics = summary.get("diagnostics")
+    if diagnostics is None:
+        return dropped
+    if not isinstance(diagnostics, dict):
+        summary["diagnostics"] = {}
+        return dropped + ["diagnostics"]
+    for section, required in (("test_time_compute", "points"), ("fixed_point", "residuals")):
+        entries = diagnostics.get(section) or {}
+        kept = {}
+        for knob, entry in (entries.items() if isinstance(entries, dict) else []):
+            inner = entry.get(required) if isinstance(entry, dict) else None
+            if section == "test_time_compute" and _list_of_dicts(inner) is not None:
+                kept[knob] = {**entry, "points": _list_of_dicts(inner)}
+            elif section == "fixed_point" and isinstance(inner, dict):
+                kept[knob] = {**entry, "residuals": {k: v for k, v in inner.items() if isinstance(v, list)}}
+            else:
+                dropped.append(f"diagnostics.{section}.{knob}")
+        diagnostics[section] = kept
+    act = diagnostics.get("act")
+    if act is not None and not (isinstance(act, dict) and all(isinstance(act.get(p), dict)
+                                                             for p in ("learned", "fixed", "oracle"))):
+        dropped.append("diagnostics.act")
+        del diagnostics["act"]
+    return dropped
 
 
 def variant_key(summary: dict[str, Any]) -> str:
@@ -109,6 +155,9 @@ def load_runs(results: Path, tasks: Iterable[str] = (), models: Iterable[str] = 
             continue
         if (tasks and summary["task"] not in tasks) or (models and summary["model"] not in models):
             continue
+        dropped = sanitize(summary)
+        if dropped:
+            warnings.append(f"{path}: ignored malformed {', '.join(dropped)}")
         key = (summary["task"], summary["model"], str(summary.get("preset")), variant_key(summary))
         variants.setdefault(key, Variant(*key)).runs.append(summary)
     _label(list(variants.values()))
@@ -389,7 +438,9 @@ def _panels(count: int, columns_max: int = 3, rows_per: int = 1, height: float =
 def _save(figure, out: Path, name: str) -> bytes:
     import io
     plt, _ = _plotting()
-    figure.tight_layout()
+    with python_warnings.catch_warnings():   # tight_layout may give up on odd data; the figure is still drawn
+        python_warnings.simplefilter("ignore", UserWarning)
+        figure.tight_layout()
     directory = out / "figures"
     directory.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -763,7 +814,11 @@ def write_report(results: Path, out: Path, tasks: Iterable[str] = (), models: It
                 continue
             if figure is not None:
                 blocks += [("h2", figure.title), ("figure", figure)]
-        lines = findings(variants)
+        try:
+            lines = findings(variants)
+        except Exception as error:  # noqa: BLE001 — odd data must not stop the report
+            warnings.append(f"findings could not be generated: {type(error).__name__}: {error}")
+            lines = []
         blocks += [("h2", "Findings"),
                    ("p", "Generated from the numbers above. Differences are in percentage points of exact accuracy "
                          "with a 95% Welch interval; an interval that includes zero is reported as too weak to rank.")]
