@@ -139,7 +139,8 @@ class CarryTracer(torch.nn.Module):
         if self._segment > 0:   # the first segment starts from the initial state, often zeros
             for name, old in carry.items():
                 if name in new_carry and new_carry[name].shape == old.shape and old.is_floating_point():
-                    self.model.trace_residual(f"carry.{name}", new_carry[name], old)
+                    rows = old.shape[0]   # (B,) carries too: compare row vectors
+                    self.model.trace_residual(f"carry.{name}", new_carry[name].reshape(rows, -1), old.reshape(rows, -1))
         self._segment += 1
         return new_carry, outputs
 
