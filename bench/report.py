@@ -435,6 +435,17 @@ def _panels(count: int, columns_max: int = 3, rows_per: int = 1, height: float =
     return figure, axes
 
 
+def _stacked_panels(variants: list[Variant], collect: Callable[[list[Variant]], list]):
+    """For tasks where `collect` finds data: (tasks, figure, axes, colours) with two rows of panels per
+    task column (e.g. accuracy vs iterations above accuracy vs FLOPs); None when there is no data."""
+    tasks = _per_task(variants, collect)
+    if not tasks:
+        return None
+    plt, _ = _plotting()
+    figure, axes = plt.subplots(2, len(tasks), figsize=(6.0 * len(tasks), 8.0), squeeze=False)
+    return tasks, figure, axes, _palette(variants)
+
+
 def _save(figure, out: Path, name: str) -> bytes:
     import io
     plt, _ = _plotting()
@@ -464,6 +475,12 @@ def _by_task(variants: list[Variant]) -> dict[str, list[Variant]]:
     for variant in variants:
         grouped[variant.task].append(variant)
     return dict(sorted(grouped.items()))
+
+
+def _per_task(variants: list[Variant], collect: Callable[[list[Variant]], list]) -> dict[str, list]:
+    """task → what `collect` finds in that task's variants, for tasks where it finds something."""
+    found = {task: collect(group) for task, group in _by_task(variants).items()}
+    return {task: items for task, items in found.items() if items}
 
 
 def _mean_curve(per_seed: list[dict[float, float]]) -> tuple[list[float], list[float], list[float]]:
@@ -516,8 +533,7 @@ def figure_accuracy_vs(variants: list[Variant], out: Path, what: str) -> Figure 
 
 
 def figure_test_time(variants: list[Variant], out: Path) -> Figure | None:
-    tasks = {}
-    for task, group in _by_task(variants).items():
+    def collect(group: list[Variant]) -> list:
         curves = []
         for variant in group:
             knobs = sorted({k for r in variant.complete
@@ -528,13 +544,11 @@ def figure_test_time(variants: list[Variant], out: Path) -> Figure | None:
                            for r in variant.complete if knob in (r.get("diagnostics") or {}).get("test_time_compute", {})}
                 if seeds:
                     curves.append((variant, knob, seeds, trained))
-        if curves:
-            tasks[task] = curves
-    if not tasks:
+        return curves
+    drawing = _stacked_panels(variants, collect)
+    if drawing is None:
         return None
-    colors = _palette(variants)
-    plt, _ = _plotting()
-    figure, axes = plt.subplots(2, len(tasks), figsize=(6.0 * len(tasks), 8.0), squeeze=False)
+    tasks, figure, axes, colors = drawing
     for column, (task, curves) in enumerate(tasks.items()):
         by_iterations, by_flops = axes[0, column], axes[1, column]
         for index, (variant, knob, seeds, trained) in enumerate(curves):
@@ -569,8 +583,7 @@ def figure_test_time(variants: list[Variant], out: Path) -> Figure | None:
 
 
 def figure_fixed_point(variants: list[Variant], out: Path) -> Figure | None:
-    tasks = {}
-    for task, group in _by_task(variants).items():
+    def collect(group: list[Variant]) -> list:
         lines = []
         for variant in group:
             traces: dict[tuple[str, str], list[dict[float, float]]] = defaultdict(list)
@@ -579,8 +592,8 @@ def figure_fixed_point(variants: list[Variant], out: Path) -> Figure | None:
                     for state, trace in (entry.get("residuals") or {}).items():
                         traces[(knob, state)].append({float(i + 1): _number(v) for i, v in enumerate(trace)})
             lines += [(variant, knob, state, per_seed) for (knob, state), per_seed in sorted(traces.items())]
-        if lines:
-            tasks[task] = lines
+        return lines
+    tasks = _per_task(variants, collect)
     if not tasks:
         return None
     colors = _palette(variants)
@@ -634,8 +647,7 @@ def figure_extrapolation(variants: list[Variant], out: Path) -> Figure | None:
 
 
 def figure_training(variants: list[Variant], out: Path) -> Figure | None:
-    tasks = {}
-    for task, group in _by_task(variants).items():
+    def collect(group: list[Variant]) -> list:
         lines = []
         for variant in group:
             per_seed = []
@@ -647,8 +659,8 @@ def figure_training(variants: list[Variant], out: Path) -> Figure | None:
                     per_seed.append((run["status"], points))
             if per_seed:
                 lines.append((variant, per_seed))
-        if lines:
-            tasks[task] = lines
+        return lines
+    tasks = _per_task(variants, collect)
     if not tasks:
         return None
     colors = _palette(variants)
@@ -677,18 +689,15 @@ def figure_training(variants: list[Variant], out: Path) -> Figure | None:
 
 
 def figure_act(variants: list[Variant], out: Path) -> Figure | None:
-    tasks = {}
-    for task, group in _by_task(variants).items():
+    def collect(group: list[Variant]) -> list:
         entries = [(v, [r["diagnostics"]["act"] for r in v.complete
                         if isinstance((r.get("diagnostics") or {}).get("act"), dict)]) for v in group]
         entries = [(v, acts) for v, acts in entries if acts]
-        if entries:
-            tasks[task] = entries
-    if not tasks:
+        return entries
+    drawing = _stacked_panels(variants, collect)
+    if drawing is None:
         return None
-    colors = _palette(variants)
-    plt, _ = _plotting()
-    figure, axes = plt.subplots(2, len(tasks), figsize=(5.2 * len(tasks), 7.6), squeeze=False)
+    tasks, figure, axes, colors = drawing
     policies = ("learned", "fixed", "oracle")
     for column, (task, entries) in enumerate(tasks.items()):
         bars, histogram = axes[0, column], axes[1, column]
