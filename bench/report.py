@@ -358,8 +358,9 @@ def _test_time_findings(variant: Variant) -> list[str]:
         if interval.half_width is not None:
             verdict = " — more test-time compute helps" if interval.low > 0 else (
                 " — more test-time compute hurts" if interval.high < 0 else " — interval includes zero: no clear effect")
-        lines.append(f"{variant.label} on {variant.task}: {knob} {_join(largest_values)} instead of the trained "
-                     f"{_join(trained_values)} changes exact accuracy by {interval.mean:+.1f} points ({spread}){verdict}.")
+        lines.append(f"{variant.label} on {variant.task}: evaluating with {knob} = {_join(largest_values)} instead of "
+                     f"the trained {_join(trained_values)} changes exact accuracy by {interval.mean:+.1f} points "
+                     f"({spread}){verdict}.")
     return lines
 
 
@@ -788,7 +789,7 @@ def render_html(blocks: list[tuple]) -> str:
             figure = content[0]
             data = base64.b64encode(figure.png).decode()
             body.append(f'<figure><img alt="{html.escape(figure.title)}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+                        f"<figcaption>{_markdown_inline(figure.caption)}</figcaption></figure>")
     style = ("body{font-family:system-ui,sans-serif;max-width:1500px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{padding:4px 8px;"
              "border-bottom:1px solid #ddd;text-align:left}th{background:#f3f3f3}img{max-width:100%}"

@@ -161,3 +161,27 @@ def test_diagnostics_off_and_failures_are_reported_not_raised(capsys):
     out = run_diagnostics(trainer_for(ToyConfig(), segments=2, diagnostics_examples=4), BrokenTask(None), toy_data())
     assert "scorer exploded" in out["error"] and "scorer exploded" in capsys.readouterr().err
     assert math.isfinite(out["seconds"])
+
+
+@pytest.mark.slow
+def test_bench_run_seeds_records_diagnostics_and_is_deterministic(tmp_path):
+    import json
+
+    from bench.cli import main
+    from bench.config import resolve
+    from bench.runner import execute
+
+    common = ["--model", "transformer", "--task", "maze", "--preset", "smoke", "--quiet"]
+    assert main(["run", *common, "--seeds", "2", "--out", str(tmp_path / "seeds")]) == 0
+    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "seeds").rglob("summary.json"))]
+    assert sorted(s["seed"] for s in summaries) == [0, 1]
+    for summary in summaries:
+        curve = summary["diagnostics"]["test_time_compute"]["segments"]
+        assert curve["trained"] == 2 and [p["x"] for p in curve["points"]] == [1, 2, 4, 8]
+        assert len(summary["diagnostics"]["fixed_point"]["segments"]["residuals"]["carry.z"]) == 7
+        assert 0 < summary["mfu"]["train"] and summary["mfu"]["peak_flops"] > 0
+    again = execute(resolve("transformer", "maze", "smoke", seed=0), tmp_path / "again", progress=False)
+    first = next(s for s in summaries if s["seed"] == 0)
+    strip = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
+    assert strip(again["diagnostics"]) == strip(first["diagnostics"])
+    assert again["train"]["curve"] == first["train"]["curve"]
