@@ -161,6 +161,13 @@ def model_flops_utilisation(device: torch.device | str, train_flops_per_second: 
     return {**peak, "train": ratio(train_flops_per_second), "eval": ratio(eval_flops_per_second)}
 
 
+def reset_peak_memory(device: torch.device | str) -> None:
+    """Start a run's CUDA peak from zero (several seeds may run in one process). The CPU figure is
+    the process's peak RSS, which cannot be reset."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
 def peak_memory_bytes(device: torch.device | str) -> dict[str, Any]:
     if torch.device(device).type == "cuda":
         return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated()), "peak_memory_source": "cuda_allocator"}

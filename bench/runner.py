@@ -14,7 +14,7 @@ import torch
 
 from bench.config import ConfigError, RunConfig
 from bench.analysis import run_diagnostics
-from bench.measure import environment, model_flops_utilisation, peak_memory_bytes
+from bench.measure import environment, model_flops_utilisation, peak_memory_bytes, reset_peak_memory
 from bench.results import (CHECKPOINT, SUMMARY, ResultsError, atomic_write_json, ensure_writable,
                            find_resumable, new_run_id, read_summary)
 from bench.trainer import Diverged, Trainer
@@ -103,6 +103,7 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
     train_data = task.build("train")
     eval_data = {name: task.build(name) for name in task.eval_splits()}
     trainer = Trainer(model, task.spec, run.train, run.device, progress=progress)
+    reset_peak_memory(run.device)   # measurement depth: this run's peak only
 
     run_dir: Path | None = None
     if resume is not None:
