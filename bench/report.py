@@ -200,15 +200,16 @@ def _fmt_count(value: float) -> str:
 
 
 def stat_cell(values: list[float], fmt: Callable[[float], str] = "{:.3g}".format, scale: float = 1.0,
-              unit: str = "") -> str:
-    """'mean ± half (n=3)', 'mean (1 seed)', or the plain value when every seed gives the same number."""
+              unit: str = "", deterministic: bool = False) -> str:
+    """'mean ± half (n=3)' or 'mean (1 seed)'; quantities fixed by the configuration (parameters,
+    counted FLOPs) show the plain value when every seed agrees."""
     interval = mean_interval([v * scale for v in values])
     if interval is None:
         return "—"
+    if deterministic and interval.half_width in (None, 0.0):
+        return f"{fmt(interval.mean)}{unit}"
     if interval.n == 1:
         return f"{fmt(interval.mean)}{unit} (1 seed)"
-    if interval.half_width == 0:
-        return f"{fmt(interval.mean)}{unit}"
     return f"{fmt(interval.mean)} ± {fmt(interval.half_width)}{unit} (n={interval.n})"
 
 
@@ -228,9 +229,10 @@ def main_table(variants: list[Variant]) -> pd.DataFrame:
             "model": variant.label,
             "seeds": f"{len(runs)}" + (f" (+{len(variant.diverged)} diverged)" if variant.diverged else ""),
             "exact accuracy (%)": stat_cell(variant.values(lambda r: r["exact_accuracy"]), "{:.1f}".format, 100),
-            "params": stat_cell(variant.values(lambda r: r["params"]), lambda v: f"{v:,.0f}"),
-            "training FLOPs": stat_cell(variant.values(lambda r: r["train"]["flops_total"])),
-            "inference FLOPs/example": stat_cell(variant.values(lambda r: r["inference"]["flops_per_example"])),
+            "params": stat_cell(variant.values(lambda r: r["params"]), lambda v: f"{v:,.0f}", deterministic=True),
+            "training FLOPs": stat_cell(variant.values(lambda r: r["train"]["flops_total"]), deterministic=True),
+            "inference FLOPs/example": stat_cell(variant.values(lambda r: r["inference"]["flops_per_example"]),
+                                                 deterministic=True),
             "training wall-clock (s)": stat_cell(variant.values(lambda r: r["train"]["seconds"]), "{:.1f}".format),
             "eval throughput (examples/s)": stat_cell(variant.values(lambda r: r["inference"]["examples_per_second"]),
                                                       "{:.0f}".format),
@@ -465,6 +467,22 @@ def _save(figure, out: Path, name: str) -> bytes:
     return buffer.getvalue()
 
 
+def _log_axis(axis) -> None:
+    """Log x axis labelled at 1-2-5 steps in engineering notation (200k, 1M), no crowded minor labels."""
+    from matplotlib import ticker
+    axis.set_xscale("log")
+    axis.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.xaxis.set_major_formatter(ticker.EngFormatter(sep=""))
+    axis.xaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _percent_axis(axis, bottom: float = -2.0) -> None:
+    """Exact accuracy in percent: from `bottom` (a little below 0 so points at 0 stay visible) to at
+    least 5 and at most 102."""
+    axis.set_ylabel("exact accuracy (%)")
+    axis.set_ylim(bottom, min(max(axis.get_ylim()[1], 5.0), 102.0))
+
+
 def _hide_unused(axes, used: int) -> None:
     for index, axis in enumerate(axes.flat):
         if index >= used:
@@ -521,9 +539,9 @@ def figure_accuracy_vs(variants: list[Variant], out: Path, what: str) -> Figure 
                 continue
             axis.errorbar([x.mean], [100 * y.mean], yerr=[[100 * (y.half_width or 0)]], fmt="o", capsize=4,
                           color=colors[variant.label], label=f"{variant.label} (n={y.n})")
-        axis.set_xscale("log")
+        _log_axis(axis)
         axis.set_xlabel(xlabel)
-        axis.set_ylabel("exact accuracy (%)")
+        _percent_axis(axis)
         axis.set_title(task)
         axis.legend(fontsize=7)
     _hide_unused(axes, len(tasks))
@@ -569,12 +587,12 @@ def figure_test_time(variants: list[Variant], out: Path) -> Figure | None:
                   [100 * halves[i] for i in keep], colors[variant.label], label, **style)
         by_iterations.set_xscale("log", base=2)
         by_iterations.set_xlabel("test-time iterations (log₂ scale)")
-        by_iterations.set_ylabel("exact accuracy (%)")
+        _percent_axis(by_iterations)
         by_iterations.set_title(f"{task}: accuracy vs test-time iterations (★ = trained)", fontsize=10)
         by_iterations.legend(fontsize=7)
-        by_flops.set_xscale("log")
+        _log_axis(by_flops)
         by_flops.set_xlabel("inference FLOPs per example (log scale)")
-        by_flops.set_ylabel("exact accuracy (%)")
+        _percent_axis(by_flops)
         by_flops.set_title(f"{task}: accuracy vs inference FLOPs", fontsize=10)
     return Figure("test_time_compute", "Test-time compute",
                   "Exact accuracy on the diagnostics subset when evaluating with more (or fewer) iterations than "
@@ -638,7 +656,7 @@ def figure_extrapolation(variants: list[Variant], out: Path) -> Figure | None:
             _line(axis, xs, [100 * m for m in means], [100 * h for h in halves], colors[variant.label],
                   variant.label, marker="o")
         axis.set_xlabel(f"{name} (task's extrapolation axis)")
-        axis.set_ylabel("exact accuracy (%)")
+        _percent_axis(axis)
         axis.set_title(f"{task}: exact accuracy vs {name}")
         axis.legend(fontsize=7)
     _hide_unused(axes, len(panels))
@@ -722,7 +740,7 @@ def figure_act(variants: list[Variant], out: Path) -> Figure | None:
         bars.set_xlim(-0.6, len(entries) - 0.4)
         histogram.set_ylim(bottom=0)
         bars.set_xticks(range(len(entries)), [v.label for v, _ in entries], rotation=15, fontsize=8)
-        bars.set_ylabel("exact accuracy (%)")
+        _percent_axis(bars, bottom=0.0)
         bars.set_title(f"{task}: halting policy (learned / fixed max / oracle)", fontsize=10)
         bars.legend(fontsize=7)
         histogram.set_xlabel("segments used with learned halting")
@@ -766,7 +784,7 @@ def render_markdown(blocks: list[tuple]) -> str:
         elif kind == "list":
             lines += [f"- {item}" for item in content[0]] + [""]
         elif kind == "table":
-            lines += [content[0].to_markdown(index=False), ""]
+            lines += [content[0].to_markdown(index=False, disable_numparse=True), ""]
         elif kind == "figure":
             figure: Figure = content[0]
             lines += [f"![{figure.title}](figures/{figure.name}.png)", "", f"*{figure.caption}* "
