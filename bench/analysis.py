@@ -17,7 +17,8 @@ After training, `run_diagnostics` evaluates the first evaluation split's first
     fixed_point[knob] = {"at": x, "segments": S, "residuals": {state: [r_1, r_2, ...]}}
         relative residual ‖z_{k+1} − z_k‖ / ‖z_k‖ of every recurrent state the model traces
         (`SegmentModel.trace_residual`), per iteration in call order, averaged over the examples,
-        recorded during the pass at the knob's largest point (beyond training: does it converge?).
+        recorded during the pass at the knob's largest point (beyond training: does it converge?);
+        null where the residual is undefined (the previous state was zero, or a solver placeholder).
     act = {"segments": M, "learned": {...}, "fixed": {...}, "oracle": {...}, "segments_histogram": {...}}
         for models with a Q head and M > 1 evaluation segments: learned halting vs always running all
         M segments vs oracle halting (each example stopped at the first segment whose answer is
@@ -42,6 +43,7 @@ from models.registry import SegmentModel
 from tasks.registry import TaskData
 
 AUTO_MAX_FACTOR = 4   # automatic curve points: powers of two up to 4× the trained count
+UNDEFINED_RESIDUAL = 1e6   # relative residuals this large only come from a zero previous state
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -166,11 +168,18 @@ def _has_q_head(model: SegmentModel, data: TaskData, device: torch.device) -> bo
     return "q_halt_logits" in outputs
 
 
-def _traced_evaluate(probe: Trainer, data: TaskData, **kwargs) -> tuple[EvalResult, dict[str, list[float]]]:
+def _defined(trace: dict[str, list[float]]) -> dict[str, list[float | None]]:
+    """None where a residual is undefined: the previous state was zero (a loop starting from a zero
+    state gives ‖z_1‖ / 1e-12) or a solver's placeholder (torchdeq's first entry is 1e8)."""
+    return {name: [None if value >= UNDEFINED_RESIDUAL else value for value in values]
+            for name, values in trace.items()}
+
+
+def _traced_evaluate(probe: Trainer, data: TaskData, **kwargs) -> tuple[EvalResult, dict[str, list[float | None]]]:
     probe.model.residual_trace = {}
     try:
         result = probe.evaluate(data, **kwargs)
-        return result, probe.model.residual_trace
+        return result, _defined(probe.model.residual_trace)
     finally:
         probe.model.residual_trace = None
 

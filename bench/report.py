@@ -394,8 +394,9 @@ def _fixed_point_findings(variant: Variant) -> list[str]:
     for run in variant.complete:
         for knob, entry in ((run.get("diagnostics") or {}).get("fixed_point") or {}).items():
             for state, trace in (entry.get("residuals") or {}).items():
-                if trace and _number(trace[-1]) is not None:
-                    finals[(knob, state)].append(_number(trace[-1]))
+                defined = [_number(value) for value in trace if _number(value) is not None]
+                if defined:
+                    finals[(knob, state)].append(defined[-1])
     lines = []
     for (knob, state), values in sorted(finals.items()):
         interval = mean_interval(values)

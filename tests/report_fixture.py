@@ -42,6 +42,8 @@ def _summary(model: str, seed: int, accuracy: float, params: int, flops: float, 
         diagnostics["fixed_point"][knob or "segments"] = {"at": 16, "segments": 16, "residuals": {
             state: [float(0.8 * (0.6 + 0.1 * i) ** k + 0.01 * rng.random()) for k in range(12)]
             for i, state in enumerate(states)}}
+        if knob and knob.startswith("model."):   # a loop from a zero state: first residual undefined
+            diagnostics["fixed_point"][knob]["residuals"]["z"][0] = None
     if act:
         diagnostics["act"] = {"segments": 8, "learned": {"exact_accuracy": accuracy, "mean_segments": 4.2},
                               "fixed": {"exact_accuracy": accuracy - 0.02, "mean_segments": 8.0},

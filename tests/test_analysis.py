@@ -21,6 +21,7 @@ class ToyConfig:
     segments_needed_odd: int = 1   # … and the segment count reaches this (rows whose first input is odd)
     segments_needed_even: int = 1
     halt_at: int = 0            # > 0: a Q head that says halt from this segment on
+    zero_start: bool = False    # also trace a step from a zero state (relative residual undefined)
 
 
 class ToyLoop(SegmentModel):
@@ -38,6 +39,8 @@ class ToyLoop(SegmentModel):
     def forward(self, carry, batch):
         inputs, labels = batch["inputs"], batch["labels"]
         z = torch.full((inputs.shape[0], 4), 2.0)
+        if self.config.zero_start:
+            self.trace_residual("from_zero", z, torch.zeros_like(z))
         for k in range(self.config.loops):
             new = z * (1 + 2.0 ** -(k + 1)) / (1 + 2.0 ** -k)
             self.trace_residual("z", new, z)
@@ -91,6 +94,13 @@ def test_residuals_of_a_hand_made_sequence():
     assert trace["at"] == 4 and trace["segments"] == 1
     # by hand: k=0: 0.5/2 = 1/4, k=1: 0.25/1.5 = 1/6, k=2: 0.125/1.25 = 1/10, k=3: 0.0625/1.125 = 1/18
     assert trace["residuals"]["z"] == pytest.approx([1 / 4, 1 / 6, 1 / 10, 1 / 18], rel=1e-6)
+
+
+def test_residual_from_a_zero_state_is_recorded_as_undefined():
+    trainer = trainer_for(ToyConfig(loops=1, zero_start=True), segments=1, diagnostics_examples=4,
+                          test_time_points=(1,))
+    residuals = run_diagnostics(trainer, ToyTask(None), toy_data(8))["fixed_point"]["model.loops"]["residuals"]
+    assert residuals["from_zero"] == [None] and residuals["z"] == pytest.approx([0.25])
 
 
 def test_inner_knob_curve_has_the_requested_points_and_applies_the_knob():
