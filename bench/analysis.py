@@ -230,17 +230,16 @@ def act_behaviour(trainer: Trainer, task, data: TaskData) -> dict[str, Any] | No
     probe = _probe(trainer, model, len(data))
     result = probe.evaluate(data, segments=segments, halting="learned", keep_per_segment=True)
     learned = _accuracy(task, data, result.predictions, result.confidences)
-    correct = np.array([_accuracy(task, data, p)["per_example_correct"] for p in result.per_segment_predictions],
-                       dtype=bool)                                       # (segments, items)
+    scores = [_accuracy(task, data, p) for p in result.per_segment_predictions]
+    correct = np.array([score["per_example_correct"] for score in scores], dtype=bool)   # (segments, items)
     solved = correct.any(0)
     first_right = np.where(solved, correct.argmax(0) + 1, segments)
-    fixed = correct[-1]
     used = result.segments_used.numpy()
     histogram = {str(k): int((used == k).sum()) for k in range(1, segments + 1)}
     return {
         "segments": segments,
         "learned": {"exact_accuracy": learned["exact_accuracy"], "mean_segments": float(used.mean())},
-        "fixed": {"exact_accuracy": float(fixed.mean()), "mean_segments": float(segments)},
+        "fixed": {"exact_accuracy": scores[-1]["exact_accuracy"], "mean_segments": float(segments)},
         "oracle": {"exact_accuracy": float(solved.mean()), "mean_segments": float(first_right.mean())},
         "segments_histogram": histogram,
     }
