@@ -195,3 +195,15 @@ def test_bench_run_seeds_records_diagnostics_and_is_deterministic(tmp_path):
     strip = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
     assert strip(again["diagnostics"]) == strip(first["diagnostics"])
     assert again["train"]["curve"] == first["train"]["curve"]
+
+
+def test_mfu_against_a_matmul_peak_measured_in_process():
+    from bench.measure import BF16_PEAK_FLOPS, model_flops_utilisation, peak_flops
+
+    peak = peak_flops("cpu")
+    assert peak["peak_flops"] > 1e8 and "fp32 1024² matmul" in peak["peak_source"]
+    mfu = model_flops_utilisation("cpu", peak["peak_flops"] / 4, None)
+    assert mfu["train"] == pytest.approx(0.25) and mfu["eval"] is None
+    # the CUDA table is matched first-to-last: specific names before their prefixes
+    names = [name for name, _ in BF16_PEAK_FLOPS]
+    assert names.index("H100 PCIe") < names.index("H100") and names.index("L40S") < names.index("L4")
