@@ -261,6 +261,9 @@ def _compare(name_a: str, a: list[float], name_b: str, b: list[float], where: st
     if difference is None:
         return None
     d = difference.difference
+    if difference.half_width == 0.0 and d == 0.0:
+        return (f"{name_a} and {name_b} score the same on every seed {where} ({100 * a[0]:.1f}%; n = "
+                f"{difference.n_a} vs {difference.n_b}): nothing to rank.")
     if difference.half_width is None:
         return (f"{name_a} vs {name_b} {where}: {d:+.1f} points on single-seed evidence "
                 f"(n = {difference.n_a} vs {difference.n_b}; no interval — run more seeds).")
@@ -400,7 +403,9 @@ def _fixed_point_findings(variant: Variant) -> list[str]:
     lines = []
     for (knob, state), values in sorted(finals.items()):
         interval = mean_interval(values)
-        verdict = "converged (< 0.05)" if interval.mean < 0.05 else "not converged (≥ 0.05)"
+        low, high = (interval.mean, interval.mean) if interval.half_width is None else (interval.low, interval.high)
+        verdict = ("converged (< 0.05)" if high < 0.05 else "not converged (≥ 0.05)" if low >= 0.05
+                   else "the interval straddles 0.05: convergence unclear")
         spread = "1 seed" if interval.half_width is None else f"± {interval.half_width:.3f}, n = {interval.n}"
         lines.append(f"{variant.label} on {variant.task}: final relative residual of {state} ({knob} pass) "
                      f"{interval.mean:.3f} ({spread}) — {verdict}.")
@@ -503,21 +508,29 @@ def _per_task(variants: list[Variant], collect: Callable[[list[Variant]], list])
     return {task: items for task, items in found.items() if items}
 
 
-def _mean_curve(per_seed: list[dict[float, float]]) -> tuple[list[float], list[float], list[float]]:
-    """x, mean, half-width (0 where one seed) over seeds, at the x every seed shares or any seed has."""
+def _mean_curve(per_seed: list[dict[float, float]], log: bool = False) -> tuple[list[float], list[float], list[float]]:
+    """x, mean, half-width (0 where one seed) over seeds at every x any seed has. With `log`, for
+    positive quantities drawn on a log axis: mean and half-width of log10 of the values (geometric
+    mean; the band is multiplicative and never crosses zero)."""
     xs = sorted({x for points in per_seed for x in points})
     means, halves = [], []
     for x in xs:
-        interval = mean_interval([points.get(x) for points in per_seed])
+        values = [points.get(x) for points in per_seed]
+        if log:
+            values = [math.log10(v) for v in values if v is not None and v > 0]
+        interval = mean_interval(values)
         means.append(interval.mean if interval else float("nan"))
         halves.append((interval.half_width or 0.0) if interval else 0.0)
     return xs, means, halves
 
 
-def _line(axis, xs, means, halves, color, label, **style) -> None:
-    axis.plot(xs, means, color=color, label=label, **style)
+def _line(axis, xs, means, halves, color, label, log: bool = False, **style) -> None:
+    """A mean line with its 95% band; with `log`, means/halves are in log10 units (see _mean_curve)."""
     lower = [m - h for m, h in zip(means, halves)]
     upper = [m + h for m, h in zip(means, halves)]
+    if log:
+        means, lower, upper = ([10 ** v for v in values] for values in (means, lower, upper))
+    axis.plot(xs, means, color=color, label=label, **style)
     if any(halves):
         axis.fill_between(xs, lower, upper, color=color, alpha=0.18, linewidth=0)
 
@@ -613,28 +626,35 @@ def figure_fixed_point(variants: list[Variant], out: Path) -> Figure | None:
                         traces[(knob, state)].append({float(i + 1): _number(v) for i, v in enumerate(trace)})
             lines += [(variant, knob, state, per_seed) for (knob, state), per_seed in sorted(traces.items())]
         return lines
-    tasks = _per_task(variants, collect)
-    if not tasks:
+    panels = [(task, variant, [line for line in lines if line[0] is variant])
+              for task, lines in _per_task(variants, collect).items()
+              for variant in {id(line[0]): line[0] for line in lines}.values()]
+    if not panels:
         return None
-    colors = _palette(variants)
-    figure, axes = _panels(len(tasks), height=4.2)
-    for axis, (task, lines) in zip(axes.flat, tasks.items()):
-        styles = {}
-        for variant, knob, state, per_seed in lines:
-            style = styles.setdefault(state, ["-", "--", ":", "-."][len(styles) % 4])
-            xs, means, halves = _mean_curve(per_seed)
-            _line(axis, xs, means, halves, colors[variant.label], f"{variant.label}: {state}", linestyle=style)
+    figure, axes = _panels(len(panels), height=4.2)
+    state_colors = _plotting()[1].color_palette("tab10")
+    for axis, (task, variant, lines) in zip(axes.flat, panels):
+        shown: list[float] = []
+        for index, (_, knob, state, per_seed) in enumerate(lines):
+            xs, means, halves = _mean_curve(per_seed, log=True)
+            shown += [m for m in means if math.isfinite(m)]
+            _line(axis, xs, means, halves, state_colors[index % len(state_colors)], f"{state} ({knob} pass)", log=True,
+                  linestyle="--" if state.startswith("carry.") else "-")
         axis.axhline(0.05, color="grey", linewidth=1, linestyle=":")
         axis.text(1, 0.05, " 0.05", color="grey", fontsize=7, va="bottom")
         axis.set_yscale("log")
+        if shown:   # frame the means (bands from two seeds can span many decades; they run off the frame)
+            axis.set_ylim(10 ** (min(min(shown), math.log10(0.05)) - 1), 10 ** (max(shown) + 1))
         axis.set_xlabel("iteration k (call order; carry.*: segment k → k+1)")
         axis.set_ylabel(r"relative residual $\|z_{k+1}-z_k\|\,/\,\|z_k\|$")
-        axis.set_title(task)
+        axis.set_title(f"{task} · {variant.label} (n={len(variant.complete)})", fontsize=10)
         axis.legend(fontsize=7)
-    _hide_unused(axes, len(tasks))
+    _hide_unused(axes, len(panels))
     return Figure("fixed_point", "Fixed-point residuals",
                   "Relative change of every recurrent state per iteration, averaged over the diagnostics subset, "
-                  "in the pass at the largest test-time setting; dotted line = 0.05 (a common convergence bar).",
+                  "in the pass at the largest test-time setting (model states solid, the carry between segments "
+                  "dashed); geometric mean over seeds with a 95% t-band of log10; gaps = undefined (zero previous "
+                  "state); dotted line = 0.05 (a common convergence bar).",
                   _save(figure, out, "fixed_point"))
 
 
@@ -689,8 +709,8 @@ def figure_training(variants: list[Variant], out: Path) -> Figure | None:
         for variant, per_seed in lines:
             complete = [points for status, points in per_seed if status == "complete"]
             if complete:
-                xs, means, halves = _mean_curve(complete)
-                _line(axis, xs, means, halves, colors[variant.label], f"{variant.label} (n={len(complete)})")
+                xs, means, halves = _mean_curve(complete, log=True)
+                _line(axis, xs, means, halves, colors[variant.label], f"{variant.label} (n={len(complete)})", log=True)
             for status, points in per_seed:
                 if status == "diverged":
                     steps = sorted(points)
@@ -704,7 +724,8 @@ def figure_training(variants: list[Variant], out: Path) -> Figure | None:
         axis.legend(fontsize=7)
     _hide_unused(axes, len(tasks))
     return Figure("training", "Training curves",
-                  "Training loss (LM loss + halting losses) per optimiser step; mean over seeds with 95% band; "
+                  "Training loss (LM loss + halting losses) per optimiser step; geometric mean over seeds with a 95% "
+                  "t-band of log10; "
                   "diverged seeds dashed, × where they stopped.", _save(figure, out, "training"))
 
 
@@ -744,6 +765,8 @@ def figure_act(variants: list[Variant], out: Path) -> Figure | None:
         _percent_axis(bars, bottom=0.0)
         bars.set_title(f"{task}: halting policy (learned / fixed max / oracle)", fontsize=10)
         bars.legend(fontsize=7)
+        from matplotlib import ticker
+        histogram.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         histogram.set_xlabel("segments used with learned halting")
         histogram.set_ylabel("examples (%)")
         histogram.set_title(f"{task}: distribution of segments used", fontsize=10)
