@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from bench.results import atomic_write_bytes, iter_summaries
+from bench.results import atomic_write_bytes, ensure_writable, iter_summaries
 from bench.stats import difference_interval, mean_interval
 
 CI_NOTE = ("± is the half-width of a 95% Student-t confidence interval over seeds (n = seeds); "
@@ -842,7 +842,7 @@ def render_html(blocks: list[tuple]) -> str:
 
 def write_report(results: Path, out: Path, tasks: Iterable[str] = (), models: Iterable[str] = ()) -> tuple[Path, list[str]]:
     """Write out/index.md, out/index.html and out/figures/*; return (index.md path, warnings)."""
-    out = Path(out)
+    out = ensure_writable(Path(out))   # ResultsError (one line from the CLI) when it is not
     variants, warnings = load_runs(Path(results), tasks, models)
     runs = sum(len(v.runs) for v in variants)
     blocks: list[tuple] = [("h1", "recurrent-bench report"),

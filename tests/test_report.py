@@ -71,6 +71,14 @@ def test_filters_and_cli(tmp_path, capsys):
     assert "looped" in text and "| hrm" not in text and "| transformer" not in text
 
 
+def test_unwritable_out_is_one_line_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["report", "--results", str(tmp_path), "--out", str(blocker / "reports")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: output directory") and "Traceback" not in error
+
+
 def test_odd_diagnostics_and_an_empty_tree_never_crash(tmp_path):
     results = write_fixture(tmp_path / "results")
     path = next(results.glob("maze-looped-*/summary.json"))
