@@ -52,10 +52,18 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run(model_name, task_name, preset, overrides, seed, device, out, resume, quiet):
     """Train and evaluate MODEL on TASK; write results/<run_id>/summary.json."""
+    from bench.distributed import current_world, shutdown
     from bench.runner import execute, resolve_device
 
     config = resolve(model_name, task_name, preset, overrides, seed=seed, device=resolve_device(device))
-    summary = execute(config, out, resume=resume, progress=not quiet)
+    # under torchrun: one rank of a data-parallel run (bench/distributed.py); only rank 0 reports
+    world = current_world(config.device)
+    try:
+        summary = execute(config, out, resume=resume, progress=not quiet, world=world)
+    finally:
+        shutdown()
+    if not world.is_main:
+        return
     if summary["status"] == "diverged":
         click.echo(f"run {summary['run_id']} diverged at step {summary['diverged_step']}", err=True)
         sys.exit(3)

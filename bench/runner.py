@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from bench.config import ConfigError, RunConfig
+from bench.distributed import World, current_world
 from bench.measure import environment, peak_memory_bytes
 from bench.results import (CHECKPOINT, SUMMARY, ResultsError, atomic_write_json, ensure_writable,
                            find_resumable, new_run_id, read_summary)
@@ -89,21 +90,9 @@ def extrapolation_curves(task, metrics: dict[str, dict[str, Any]]) -> dict[str, 
     return curves
 
 
-def execute(run: RunConfig, out: Path | str = "results", resume: str | None = None, progress: bool = True,
-            stop_after_step: int | None = None) -> dict[str, Any]:
-    """Train and evaluate one run, writing results/<run_id>/summary.json atomically.
-
-    resume: None (fresh run), "auto" (newest unfinished run with the same config in `out`), or a
-    run directory. stop_after_step: test hook that raises StopRequested after that step's checkpoint.
-    """
-    out = ensure_writable(Path(out))
-    config_hash = run.config_hash()
-    task, model = build(run)
-    train_data = task.build("train")
-    eval_data = {name: task.build(name) for name in task.eval_splits()}
-    trainer = Trainer(model, task.spec, run.train, run.device, progress=progress)
-
-    run_dir: Path | None = None
+def _choose_run_dir(run: RunConfig, out: Path, resume: str | None, config_hash: str) -> tuple[Path, str, str | None]:
+    """(run directory, run id, started_at of a resumed run); ResultsError when resuming is impossible."""
+    ensure_writable(out)
     if resume is not None:
         run_dir = find_resumable(out, config_hash) if resume == "auto" else Path(resume)
         if run_dir is None:
@@ -119,23 +108,53 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
             raise ResultsError(f"--resume {run_dir}: that run is already {previous.get('status')}")
         if not (run_dir / CHECKPOINT).exists():
             raise ResultsError(f"--resume {run_dir}: no checkpoint to resume from")
+        return run_dir, run_dir.name, previous.get("started_at")
+    run_id = new_run_id(run.task_name, run.model_name, run.preset, run.train.seed, config_hash)
+    return out / run_id, run_id, None
+
+
+def execute(run: RunConfig, out: Path | str = "results", resume: str | None = None, progress: bool = True,
+            stop_after_step: int | None = None, world: World | None = None) -> dict[str, Any]:
+    """Train and evaluate one run, writing results/<run_id>/summary.json atomically.
+
+    resume: None (fresh run), "auto" (newest unfinished run with the same config in `out`), or a
+    run directory. stop_after_step: test hook that raises StopRequested after that step's checkpoint.
+    world: the data-parallel ranks (default: from torchrun's environment, else one process); only
+    rank 0 writes.
+    """
+    out = Path(out)
+    world = world or current_world(run.device)
+    config_hash = run.config_hash()
+    # rank 0 picks the run directory (new ids are random); every rank gets it, or the same error
+    choice: tuple[Path, str, str | None] | str | None = None
+    if world.is_main:
+        try:
+            choice = _choose_run_dir(run, out, resume, config_hash)
+        except ResultsError as error:
+            choice = str(error)
+    choice = world.broadcast_object(choice)
+    if isinstance(choice, str):
+        raise ResultsError(choice)
+    run_dir, run_id, started_at = choice
+    task, model = build(run)
+    train_data = task.build("train")
+    eval_data = {name: task.build(name) for name in task.eval_splits()}
+    trainer = Trainer(model, task.spec, run.train, run.device, progress=progress, world=world)
+    if resume is not None:
         trainer.load_checkpoint(run_dir / CHECKPOINT, len(train_data), run.train.seed)
-        run_id = run_dir.name
-        started_at = previous.get("started_at")
     else:
-        run_id = new_run_id(run.task_name, run.model_name, run.preset, run.train.seed, config_hash)
-        run_dir = out / run_id
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write = atomic_write_json if world.is_main else (lambda path, payload: None)
 
     summary: dict[str, Any] = {
         "schema": SCHEMA_VERSION, "run_id": run_id, "status": "running", "config_hash": config_hash,
         "model": run.model_name, "task": run.task_name, "preset": run.preset, "seed": run.train.seed,
-        "device": run.device, "started_at": started_at, "config": run.to_dict(),
+        "device": run.device, "processes": world.size, "started_at": started_at, "config": run.to_dict(),
         **model.parameter_counts(),
         "data": {"train_examples": len(train_data), **{f"{k}_examples": len(v) for k, v in eval_data.items()}},
     }
     summary_path = run_dir / SUMMARY
-    atomic_write_json(summary_path, summary)
+    write(summary_path, summary)
 
     total = run.train.total_steps
     every = run.train.checkpoint_every or max(1, total // 10)
@@ -160,7 +179,7 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
         summary.update(status="diverged", diverged_step=diverged.step, diverged_value=str(diverged.value),
                        finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        train={"steps": trainer.step, "curve": trainer.curve})
-        atomic_write_json(summary_path, summary)
+        write(summary_path, summary)
         return summary
 
     metrics = evaluate_splits(trainer, task, eval_data)
@@ -185,6 +204,7 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
         memory=peak_memory_bytes(run.device),
         environment=environment(run.device),
     )
-    atomic_write_json(summary_path, summary)
-    (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    write(summary_path, summary)
+    if world.is_main:
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
     return summary
