@@ -84,6 +84,39 @@ def _print_summary(summary: dict, out: Path) -> None:
     click.echo(f"written    {out / summary['run_id'] / 'summary.json'}")
 
 
+# ---- bench sweep (bench/sweep.py) ------------------------------------------------------------
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+@cli.command()
+@click.option("--models", required=True, help="comma-separated model names")
+@click.option("--tasks", required=True, help="comma-separated task names")
+@click.option("--seeds", default=1, show_default=True, type=int, help="run seeds 0..N-1")
+@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override for every run")
+@click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="results directory")
+@click.option("--address", default=None, help="Ray cluster to join (default: start a local one)")
+@click.option("--backend", default="auto", show_default=True, help="auto (Ray if installed) | ray | sequential")
+@click.option("--retries", default=2, show_default=True, type=int, help="extra attempts for a run that fails")
+@click.option("--cpus-per-run", default=1.0, show_default=True, type=float, help="CPUs each Ray task holds")
+@click.option("--gpus-per-run", default=None, type=float, help="GPUs each Ray task holds [1 if CUDA is available]")
+def sweep(models, tasks, seeds, preset, overrides, out, address, backend, retries, cpus_per_run, gpus_per_run):
+    """Run every MODEL × TASK × seed (skipping finished runs); Ray when installed."""
+    from bench.sweep import sweep as run_sweep
+
+    if cpus_per_run <= 0 or (gpus_per_run is not None and gpus_per_run < 0):
+        raise ConfigError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
+    outcomes = run_sweep(_names(models), _names(tasks), seeds, preset, out, overrides, address=address,
+                         backend=backend, retries=retries, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                         say=click.echo)
+    failed = [o for o in outcomes if o.status == "failed"]
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("complete", "diverged", "skipped", "failed")}
+    click.echo("done     " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    if failed:
+        sys.exit(1)
+
+
 @cli.command(name="list")
 def list_command():
     """Models, tasks and presets, one line each."""
