@@ -53,8 +53,8 @@ def build(run: RunConfig):
     seed_everything(run.train.seed)
     try:
         model = create_model(run.model_name, task.spec, **vars(run.model))
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"model config: {error}") from None
+    except (TypeError, ValueError, ArithmeticError) as error:  # e.g. model.hidden=0 divides by zero
+        raise ConfigError(f"model config: {error} (check the model.* values)") from None
     return task, model
 
 
@@ -100,7 +100,10 @@ def _choose_run_dir(run: RunConfig, out: Path, resume: str | None, config_hash: 
         summary_path = run_dir / SUMMARY
         if not summary_path.exists():
             raise ResultsError(f"--resume {run_dir}: no {SUMMARY} there")
-        previous = read_summary(summary_path)
+        try:
+            previous = read_summary(summary_path)
+        except ValueError as error:
+            raise ResultsError(f"--resume {run_dir}: {error}") from None
         if previous.get("config_hash") != config_hash:
             raise ResultsError(f"--resume {run_dir}: its configuration (hash {previous.get('config_hash')}) "
                                f"differs from this one ({config_hash})")
@@ -109,8 +112,13 @@ def _choose_run_dir(run: RunConfig, out: Path, resume: str | None, config_hash: 
         if not (run_dir / CHECKPOINT).exists():
             raise ResultsError(f"--resume {run_dir}: no checkpoint to resume from")
         return run_dir, run_dir.name, previous.get("started_at")
-    run_id = new_run_id(run.task_name, run.model_name, run.preset, run.train.seed, config_hash)
-    return out / run_id, run_id, None
+    while True:  # claim the directory: a concurrent run that drew the same id gets another one
+        run_id = new_run_id(run.task_name, run.model_name, run.preset, run.train.seed, config_hash)
+        try:
+            (out / run_id).mkdir()
+        except FileExistsError:
+            continue
+        return out / run_id, run_id, None
 
 
 def execute(run: RunConfig, out: Path | str = "results", resume: str | None = None, progress: bool = True,
@@ -141,7 +149,11 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
     eval_data = {name: task.build(name) for name in task.eval_splits()}
     trainer = Trainer(model, task.spec, run.train, run.device, progress=progress, world=world)
     if resume is not None:
-        trainer.load_checkpoint(run_dir / CHECKPOINT, len(train_data), run.train.seed)
+        try:
+            trainer.load_checkpoint(run_dir / CHECKPOINT, len(train_data), run.train.seed)
+        except Exception as error:  # truncated or foreign file: safetensors/torch raise many kinds
+            raise ResultsError(f"--resume {run_dir}: unreadable checkpoint ({type(error).__name__}: "
+                               f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from None
     else:
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write = atomic_write_json if world.is_main else (lambda path, payload: None)

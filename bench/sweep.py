@@ -180,6 +180,7 @@ def sweep(models: list[str], tasks: list[str], seeds: int, preset: str, out: str
         raise ConfigError(f"--retries must be >= 0, got {retries}")
     if not models or not tasks:
         raise ConfigError("--models and --tasks each need at least one name")
+    specs = grid(models, tasks, seeds, preset, overrides, "cpu" if device == "auto" else device)  # typos fail here
     if backend not in ("auto", "ray", "sequential"):
         raise ConfigError(f"unknown backend {backend!r}; choose from: auto, ray, sequential")
     if backend == "auto":
@@ -197,7 +198,7 @@ def sweep(models: list[str], tasks: list[str], seeds: int, preset: str, out: str
     if device == "auto":
         device = "cuda" if gpus_per_run else "cpu"
     out = ensure_writable(Path(out))
-    specs = grid(models, tasks, seeds, preset, overrides, device)
+    specs = [RunSpec(s.model, s.task, s.seed, s.preset, s.overrides, device) for s in specs]
 
     todo, outcomes = [], {}
     for spec in specs:
