@@ -227,7 +227,7 @@ class Trainer:
         self.examples += int(metrics.pop("examples"))
         halted_rows, halted_segments = metrics.pop("halted"), metrics.pop("halted_segments")
         if not math.isfinite(metrics["loss"]):  # the rank-averaged loss: every rank stops together
-            raise Diverged(self.step, metrics["loss"])
+            raise Diverged(self.step + 1, metrics["loss"])  # 1-based, as the training curve counts
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
