@@ -19,7 +19,7 @@ Each sweep also writes `<out>/sweeps/<time>.json` listing every run's outcome.
 """
 from __future__ import annotations
 
-import os
+import secrets
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -224,7 +224,7 @@ def sweep(models: list[str], tasks: list[str], seeds: int, preset: str, out: str
         outcomes.update(zip(todo, finished_runs))
     ordered = [outcomes[spec] for spec in specs]
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    atomic_write_json(out / "sweeps" / f"{stamp}-{os.getpid()}.json",
+    atomic_write_json(out / "sweeps" / f"{stamp}-{secrets.token_hex(3)}.json",
                       {"backend": backend, "address": address, "preset": preset, "overrides": list(overrides),
                        "runs": [asdict(o) for o in ordered]})
     return ordered
