@@ -106,7 +106,7 @@ def _choose_run_dir(run: RunConfig, out: Path, resume: str | None, config_hash: 
             raise ResultsError(f"--resume {run_dir}: {error}") from None
         if previous.get("config_hash") != config_hash:
             raise ResultsError(f"--resume {run_dir}: its configuration (hash {previous.get('config_hash')}) "
-                               f"differs from this one ({config_hash})")
+                               f"differs from this one ({config_hash}); give the same --preset, --set and --seed")
         if previous.get("status") != "running":
             raise ResultsError(f"--resume {run_dir}: that run is already {previous.get('status')}")
         if not (run_dir / CHECKPOINT).exists():
