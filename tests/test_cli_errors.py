@@ -51,6 +51,14 @@ def _corrupt_checkpoint(tmp: Path, run_dir: Path) -> str:
     return str(copy)
 
 
+def _finished_copy(tmp: Path, run_dir: Path) -> str:
+    copy = tmp / run_dir.name
+    copy.mkdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (copy / "summary.json").write_text(json.dumps({**summary, "status": "complete"}))
+    return str(copy)
+
+
 def _corrupt_summary(tmp: Path) -> str:
     folder = tmp / "half-written"
     folder.mkdir()
@@ -91,12 +99,18 @@ CASES = [
     ("resume-corrupt-summary", lambda t, r: ["run", *SMOKE, "--resume", _corrupt_summary(t)], "unreadable summary"),
     ("resume-corrupt-checkpoint", lambda t, r: ["run", *SMOKE, "--set", "train.checkpoint_every=2", "--out", str(t),
                                                 "--resume", _corrupt_checkpoint(t, r)], "unreadable checkpoint"),
+    ("resume-finished-run", lambda t, r: ["run", *SMOKE, "--set", "train.checkpoint_every=2", "--out", str(t),
+                                          "--resume", _finished_copy(t, r)], "that run is already complete"),
     ("data-unknown-split", lambda t, r: ["data", "--task", "maze", "--preset", "smoke", "--split", "dev"],
      "unknown split 'dev'"),
     ("sweep-unknown-model", lambda t, r: ["sweep", "--models", "transformer,nope", "--tasks", "maze",
                                           "--preset", "smoke", "--out", str(t)], "unknown model 'nope'"),
     ("sweep-zero-seeds", lambda t, r: ["sweep", "--models", "transformer", "--tasks", "maze", "--seeds", "0",
                                        "--out", str(t)], "--seeds must be >= 1"),
+    ("sweep-negative-retries", lambda t, r: ["sweep", "--models", "transformer", "--tasks", "maze",
+                                             "--retries", "-1", "--out", str(t)], "--retries must be >= 0"),
+    ("sweep-zero-cpus", lambda t, r: ["sweep", "--models", "transformer", "--tasks", "maze",
+                                      "--cpus-per-run", "0", "--out", str(t)], "--cpus-per-run must be > 0"),
     ("sweep-address-without-ray", lambda t, r: ["sweep", "--models", "transformer", "--tasks", "maze",
                                                 "--backend", "sequential", "--address", "ray://x:10001",
                                                 "--out", str(t)], "--address needs Ray"),
