@@ -150,16 +150,6 @@ def test_atomic_writes_never_expose_a_partial_file(tmp_path):
 
 
 # ------------------------------------------------------------------------------ leakage guard (maze)
-def test_maze_test_split_shares_no_layout_with_train(tmp_path, monkeypatch):
-    monkeypatch.setenv("RECURRENT_BENCH_CACHE", str(tmp_path))
-    from tasks.registry import create_task
-
-    task = create_task("maze", grid=6, train_size=300, test_size=100)
-    train = {bytes(q) for q in task.build("train").inputs.numpy().astype(np.uint8)}
-    test = [bytes(q) for q in task.build("test").inputs.numpy().astype(np.uint8)]
-    assert len(test) == 100 and not train.intersection(test)
-
-
 def test_maze_guard_drops_generated_test_layouts_that_occur_in_train(tmp_path, monkeypatch):
     """Force the test generator to return training mazes among its draws: they must be dropped."""
     monkeypatch.setenv("RECURRENT_BENCH_CACHE", str(tmp_path))
