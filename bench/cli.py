@@ -85,13 +85,9 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 
 # ---- bench sweep (bench/sweep.py) ------------------------------------------------------------
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
 @cli.command()
-@click.option("--models", required=True, help="comma-separated model names")
-@click.option("--tasks", required=True, help="comma-separated task names")
+@click.option("--models", required=True, help="comma-separated model names, or all")
+@click.option("--tasks", required=True, help="comma-separated task names, or all")
 @click.option("--seeds", default=1, show_default=True, type=int, help="run seeds 0..N-1")
 @click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override for every run")
@@ -104,10 +100,12 @@ def _names(text: str) -> list[str]:
 def sweep(models, tasks, seeds, preset, overrides, out, address, backend, retries, cpus_per_run, gpus_per_run):
     """Run every MODEL × TASK × seed (skipping finished runs); Ray when installed."""
     from bench.sweep import sweep as run_sweep
+    from models.registry import model_names
+    from tasks.registry import task_names
 
     if cpus_per_run <= 0 or (gpus_per_run is not None and gpus_per_run < 0):
         raise ConfigError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
-    outcomes = run_sweep(_names(models), _names(tasks), seeds, preset, out, overrides, address=address,
+    outcomes = run_sweep(_names(models, model_names(), "model"), _names(tasks, task_names(), "task"), seeds, preset, out, overrides, address=address,
                          backend=backend, retries=retries, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                          say=click.echo)
     failed = [o for o in outcomes if o.status == "failed"]

@@ -66,24 +66,34 @@ def _corrupt_summary(tmp: Path) -> str:
     return str(folder)
 
 
+# `run --preset smoke --set VALUE` cases: (case id, VALUE, text the error line must contain)
+SET_CASES = [
+    ("unknown-set-key", "train.nope=1", "unknown key 'train.nope'"),
+    ("set-without-section", "steps=3", "keys are dotted by section"),
+    ("set-without-equals", "train.steps", "expected section.key=value"),
+    ("set-bad-int", "train.steps=abc", "expected int"),
+    ("set-bad-bool", "train.act=maybe", "expected bool"),
+    ("set-bad-choice", "train.optimizer=sgd", "train.optimizer='sgd'"),
+    ("batch-size-zero", "train.batch_size=0", "train.batch_size must be >= 1"),
+    ("ema-out-of-range", "train.ema=1.5", "train.ema must be in [0, 1)"),
+    ("grid-out-of-range", "task.grid=100", "task.grid must be in 4..64"),
+    ("train-size-zero", "task.train_size=0", "must be >= 1"),
+    ("heads-not-dividing", "model.num_heads=3", "divisible by num_heads"),
+    ("hidden-zero", "model.hidden=0", "check the model.* values"),
+]
+
+
+def _with_set(value: str):
+    return lambda tmp, run_dir: ["run", *SMOKE, "--set", value]
+
+
 # (case id, argv builder(tmp, interrupted run dir), text the error line must contain)
 CASES = [
     ("unknown-model", lambda t, r: ["run", "--model", "nope", "--task", "maze"], "unknown model 'nope'"),
     ("unknown-task", lambda t, r: ["run", "--model", "transformer", "--task", "nope"], "unknown task 'nope'"),
     ("unknown-preset", lambda t, r: ["run", "--model", "transformer", "--task", "maze", "--preset", "huge"],
      "unknown preset 'huge'"),
-    ("unknown-set-key", lambda t, r: ["run", *SMOKE, "--set", "train.nope=1"], "unknown key 'train.nope'"),
-    ("set-without-section", lambda t, r: ["run", *SMOKE, "--set", "steps=3"], "keys are dotted by section"),
-    ("set-without-equals", lambda t, r: ["run", *SMOKE, "--set", "train.steps"], "expected section.key=value"),
-    ("set-bad-int", lambda t, r: ["run", *SMOKE, "--set", "train.steps=abc"], "expected int"),
-    ("set-bad-bool", lambda t, r: ["run", *SMOKE, "--set", "train.act=maybe"], "expected bool"),
-    ("set-bad-choice", lambda t, r: ["run", *SMOKE, "--set", "train.optimizer=sgd"], "train.optimizer='sgd'"),
-    ("batch-size-zero", lambda t, r: ["run", *SMOKE, "--set", "train.batch_size=0"], "train.batch_size must be >= 1"),
-    ("ema-out-of-range", lambda t, r: ["run", *SMOKE, "--set", "train.ema=1.5"], "train.ema must be in [0, 1)"),
-    ("grid-out-of-range", lambda t, r: ["run", *SMOKE, "--set", "task.grid=100"], "task.grid must be in 4..64"),
-    ("train-size-zero", lambda t, r: ["run", *SMOKE, "--set", "task.train_size=0"], "must be >= 1"),
-    ("heads-not-dividing", lambda t, r: ["run", *SMOKE, "--set", "model.num_heads=3"], "divisible by num_heads"),
-    ("hidden-zero", lambda t, r: ["run", *SMOKE, "--set", "model.hidden=0"], "check the model.* values"),
+    *[(name, _with_set(value), expected) for name, value, expected in SET_CASES],
     ("missing-data-file", lambda t, r: ["run", *SMOKE, "--set", f"task.path={t}/none.csv"],
      "maze data file not found"),
     ("corrupt-data-file", lambda t, r: ["run", *SMOKE, "--set", f"task.path={_bad_csv(t)}",
