@@ -42,6 +42,7 @@ class World:
 
     rank: int = 0
     size: int = 1
+    device: str = "cpu"  # where collective buffers live (NCCL needs this rank's GPU)
 
     @property
     def distributed(self) -> bool:
@@ -112,7 +113,7 @@ class World:
     def sum_int(self, value: int) -> int:
         if not self.distributed:
             return value
-        total = torch.tensor([value], dtype=torch.float64)
+        total = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(total)
         return int(total.item())
 
@@ -138,13 +139,13 @@ def current_world(device: str = "cpu") -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
+    on_gpu = device.startswith("cuda")
+    if on_gpu:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        if device.startswith("cuda"):
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            dist.init_process_group("nccl")
-        else:
-            dist.init_process_group("gloo")
-    return World(dist.get_rank(), dist.get_world_size())
+        dist.init_process_group("nccl" if on_gpu else "gloo")
+    collective_device = f"cuda:{torch.cuda.current_device()}" if on_gpu else "cpu"
+    return World(dist.get_rank(), dist.get_world_size(), collective_device)
 
 
 def shutdown() -> None:
