@@ -192,12 +192,12 @@ def sweep(models: list[str], tasks: list[str], seeds: int, preset: str, out: str
         raise ConfigError("--backend ray: ray is not installed (pip install 'recurrent-bench[distributed]')")
     if address and backend != "ray":
         raise ConfigError("--address needs Ray (pip install 'recurrent-bench[distributed]')")
-    if gpus_per_run is None:  # one GPU per run where this machine has GPUs; a remote cluster says so itself
+    if gpus_per_run is None:  # one GPU per run where this machine has GPUs (for a remote GPU cluster: pass 1)
         import torch
         gpus_per_run = 1 if torch.cuda.is_available() and backend == "ray" else 0
     if device == "auto":
         device = "cuda" if gpus_per_run else "cpu"
-    out = ensure_writable(Path(out))
+    out = ensure_writable(Path(out)).resolve()  # Ray workers may run elsewhere (another cwd, another node)
     specs = [RunSpec(s.model, s.task, s.seed, s.preset, s.overrides, device) for s in specs]
 
     todo, outcomes = [], {}
