@@ -82,6 +82,15 @@ class World:
         begin = min(count, self.rank * per_rank)
         return begin, min(count, begin + per_rank)
 
+    def broadcast_parameters(self, module: torch.nn.Module) -> None:
+        """Start every rank from rank 0's weights and buffers (the reference does this too; the
+        seeded init already agrees, this guards against any rank-dependent initialisation)."""
+        if not self.distributed:
+            return
+        with torch.no_grad():
+            for tensor in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(tensor.data, src=0)
+
     # ------------------------------------------------------------ reductions
     def average_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
         """grad ← mean over ranks, in one flat all-reduce (parameters without a gradient are skipped

@@ -108,6 +108,7 @@ class Trainer:
         # data parallel (bench/distributed.py): this process trains its rows of the global batch
         self.world = world or World()
         self.local_batch_size = self.world.local_batch_size(config.batch_size)
+        self.world.broadcast_parameters(self.model)
         self.spec = spec
         self.config = config
         self.device = torch.device(device)
