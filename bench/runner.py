@@ -90,8 +90,23 @@ def extrapolation_curves(task, metrics: dict[str, dict[str, Any]]) -> dict[str, 
     return curves
 
 
-def _choose_run_dir(run: RunConfig, out: Path, resume: str | None, config_hash: str) -> tuple[Path, str, str | None]:
-    """(run directory, run id, started_at of a resumed run); ResultsError when resuming is impossible."""
+def _on_main(world: World, function):
+    """Run `function` on rank 0 only; every rank gets its result, or raises its ResultsError."""
+    result = None
+    if world.is_main:
+        try:
+            result = function()
+        except ResultsError as error:
+            result = error
+    result = world.broadcast_object(result)
+    if isinstance(result, ResultsError):
+        raise result
+    return result
+
+
+def _find_run_to_resume(out: Path, resume: str | None, config_hash: str) -> tuple[Path, str | None] | None:
+    """(run directory, its started_at) for --resume, None for a fresh run; ResultsError when resuming
+    is impossible. Checked before any data is built, so such mistakes fail fast."""
     ensure_writable(out)
     if resume is not None:
         run_dir = find_resumable(out, config_hash) if resume == "auto" else Path(resume)
@@ -111,14 +126,18 @@ def _choose_run_dir(run: RunConfig, out: Path, resume: str | None, config_hash: 
             raise ResultsError(f"--resume {run_dir}: that run is already {previous.get('status')}")
         if not (run_dir / CHECKPOINT).exists():
             raise ResultsError(f"--resume {run_dir}: no checkpoint to resume from")
-        return run_dir, run_dir.name, previous.get("started_at")
+        return run_dir, previous.get("started_at")
+    return None
+
+
+def _claim_new_run_dir(run: RunConfig, out: Path, config_hash: str) -> Path:
     while True:  # claim the directory: a concurrent run that drew the same id gets another one
         run_id = new_run_id(run.task_name, run.model_name, run.preset, run.train.seed, config_hash)
         try:
             (out / run_id).mkdir()
         except FileExistsError:
             continue
-        return out / run_id, run_id, None
+        return out / run_id
 
 
 def execute(run: RunConfig, out: Path | str = "results", resume: str | None = None, progress: bool = True,
@@ -133,29 +152,23 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
     out = Path(out)
     world = world or current_world(run.device)
     config_hash = run.config_hash()
-    # rank 0 picks the run directory (new ids are random); every rank gets it, or the same error
-    choice: tuple[Path, str, str | None] | str | None = None
-    if world.is_main:
-        try:
-            choice = _choose_run_dir(run, out, resume, config_hash)
-        except ResultsError as error:
-            choice = str(error)
-    choice = world.broadcast_object(choice)
-    if isinstance(choice, str):
-        raise ResultsError(choice)
-    run_dir, run_id, started_at = choice
+    # rank 0 checks --out and --resume and picks the run directory; every rank gets it, or the same error
+    resuming = _on_main(world, lambda: _find_run_to_resume(out, resume, config_hash))
     task, model = build(run)
     train_data = task.build("train")
     eval_data = {name: task.build(name) for name in task.eval_splits()}
     trainer = Trainer(model, task.spec, run.train, run.device, progress=progress, world=world)
-    if resume is not None:
+    if resuming is None:  # claimed only now: a config or data error leaves no empty run folder behind
+        run_dir = _on_main(world, lambda: _claim_new_run_dir(run, out, config_hash))
+        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    else:
+        run_dir, started_at = resuming
         try:
             trainer.load_checkpoint(run_dir / CHECKPOINT, len(train_data), run.train.seed)
         except Exception as error:  # truncated or foreign file: safetensors/torch raise many kinds
             raise ResultsError(f"--resume {run_dir}: unreadable checkpoint ({type(error).__name__}: "
                                f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from None
-    else:
-        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run_id = run_dir.name
     write = atomic_write_json if world.is_main else (lambda path, payload: None)
 
     summary: dict[str, Any] = {
