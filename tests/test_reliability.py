@@ -57,7 +57,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
             victim.kill()
     assert victim.returncode == -signal.SIGKILL, "the run ended before it could be killed; make it longer"
     (run_dir,) = [p for p in killed_out.iterdir() if p.is_dir()]
-    assert read_summary(run_dir / "summary.json")["status"] == "running"
+    before = read_summary(run_dir / "summary.json")
+    assert before["status"] == "running"
     killed_at = _checkpoint_step(checkpoint)
     assert 2 <= killed_at < 30
 
@@ -67,6 +68,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert [p for p in killed_out.iterdir() if p.is_dir()] == [run_dir]  # continued in place, no new run
     after = read_summary(run_dir / "summary.json")
     assert after["status"] == "complete" and not (run_dir / "checkpoint.safetensors").exists()
+    assert after["started_at"] == before["started_at"]  # the same run, continued
 
     reference = execute(resolve("transformer", "maze", "smoke", overrides, device="cpu"), tmp_path / "straight",
                         progress=False)
