@@ -9,10 +9,10 @@ it branches on a cell with the fewest candidates. A *guess* is one branching dec
 lowest candidate of that cell; when the branch is exhausted, that digit is eliminated in the
 parent and propagation continues (so the last alternative is forced, not guessed).
 
-rating = guesses made by the complete search that counts solutions up to 2, i.e. to solve the
-puzzle *and* prove it unique. (tdoku reports guesses to the first solution; the complete-tree count
-does not depend on which branch happens to contain the solution, so it is a steadier fitness for
-the generator. `guesses_to_first` is reported too.) 0 = solvable by propagation alone.
+The search counts solutions up to `limit` and reports two guess counts: to the first solution (the
+rating, as tdoku reports it) and for the complete search (solve *and* prove unique; it does not
+depend on which branch happens to hold the solution, so it is the generator's steadier fitness).
+0 = solvable by propagation alone.
 
 Generator (tdoku's recipe, REFERENCE.md §4): random full grid → remove clues in random order while
 the puzzle stays unique (a random minimal puzzle) → pool-based local search: take a pool member,
@@ -448,7 +448,7 @@ def random_minimal_batch(seeds, puzzles):
 # --------------------------------------------------------------------------------------------
 # Canonical form: the lexicographically smallest relabelled string over all 2·6^4·6^4 symmetries
 # (transpose × band, row-in-band, stack, column-in-stack permutations), digits relabelled in order of
-# first appearance. Brute force with early exit; ~10–50 ms per puzzle, so the leakage guard only
+# first appearance. Brute force with early exit; ≈20 CPU-ms per puzzle, so the leakage guard only
 # calls it on puzzles whose cheap invariant collides (see tasks/sudoku.py).
 def _permutations3():
     return np.array([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]], dtype=np.int64)
