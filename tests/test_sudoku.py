@@ -264,6 +264,16 @@ def test_task_splits_encoding_and_cache(tmp_path, monkeypatch):
     assert "rating 0" in task.render(train, 0)
 
 
+def test_loaded_test_file_equivalent_to_train_is_refused(tmp_path):
+    train, test = tmp_path / "train.txt", tmp_path / "test.txt"
+    train.write_text(f"{PUZZLE}\n")
+    transposed = "".join(PUZZLE[c * 9 + r] for r in range(9) for c in range(9))
+    test.write_text(f"{transposed}\n")
+    task = create_task("sudoku", path=str(train), test_path=str(test))
+    with pytest.raises(DataError, match="equivalent to training puzzles"):
+        task.build("test")
+
+
 def test_bad_config_is_a_value_error():
     with pytest.raises(ValueError, match="rating_bands"):
         create_task("sudoku", rating_bands="5-2")
