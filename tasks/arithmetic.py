@@ -188,16 +188,13 @@ def scheme_positions(scheme: str, inputs: torch.Tensor, train: bool, position_ra
 
 @dataclass
 class ArithmeticData(TaskData):
-    """TaskData whose batches carry `positions`: drawn per batch (training) or fixed (evaluation)."""
+    """TaskData whose training batches draw fresh `positions` (evaluation splits use fixed ones)."""
 
-    fixed_positions: torch.Tensor | None = None
     draw_positions: Callable[[torch.Tensor], torch.Tensor | None] | None = None
 
     def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = super().batch(index)
-        if self.fixed_positions is not None:
-            batch["positions"] = self.fixed_positions[index]
-        elif self.draw_positions is not None:
+        if self.draw_positions is not None:
             positions = self.draw_positions(batch["inputs"])
             if positions is not None:
                 batch["positions"] = positions
@@ -270,7 +267,7 @@ class ArithmeticTask(Task):
             # evaluation positions are fixed per split (seeded: randomized draws them at test time too)
             seed = int.from_bytes(hashlib.sha256(f"{self.config.seed}/{split}".encode()).digest()[:8], "little")
             generator = torch.Generator().manual_seed(seed)
-            data.fixed_positions = scheme_positions(scheme, inputs, False, self.position_range, self.max_offset,
+            data.positions = scheme_positions(scheme, inputs, False, self.position_range, self.max_offset,
                                                     generator)
         return data
 
