@@ -11,7 +11,7 @@ from bench.config import resolve
 from bench.runner import curve_reach, execute, extrapolation_curves
 from models.blocks import InputEmbedding
 from tasks.arithmetic import (DIGIT_0, EQUALS, PAD, PLUS, SLOT, TIMES, abacus_positions, decode, encode, generate,
-                              scheme_positions, sequence_length)
+                              sequence_length)
 from tasks.registry import IGNORE_LABEL, create_task
 
 
