@@ -70,8 +70,15 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert after["status"] == "complete" and not (run_dir / "checkpoint.safetensors").exists()
     assert after["started_at"] == before["started_at"]  # the same run, continued
 
-    reference = execute(resolve("transformer", "maze", "smoke", overrides, device="cpu"), tmp_path / "straight",
-                        progress=False)
+    # the same thread count as the subprocesses (OMP_NUM_THREADS=1): reduction order, hence bits, depend on it
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = execute(resolve("transformer", "maze", "smoke", overrides, device="cpu"), tmp_path / "straight",
+                            progress=False)
+    finally:
+        torch.set_num_threads(threads)
     assert after["config_hash"] == reference["config_hash"]
     assert after["metrics"]["test"]["token_accuracy"] == reference["metrics"]["test"]["token_accuracy"]
     assert after["exact_accuracy"] == reference["exact_accuracy"]
