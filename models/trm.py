@@ -49,7 +49,7 @@ class TRM(SegmentModel):
         # EMA: 0.999 is TRM's recipe; over a few hundred steps it would keep mostly the initial
         # weights (0.999^600 ≈ 0.55), so the short presets use faster decays.
         "smoke": {"model.cycles": 2, "model.latent_updates": 2, "model.puzzle_emb_len": 4, "train.ema": 0.9},
-        "cpu": {"model.cycles": 2, "model.latent_updates": 3, "train.ema": 0.99},
+        "cpu": {"model.cycles": 2, "model.latent_updates": 2, "train.ema": 0.99},
         "paper": {"model.hidden": 512, "model.num_heads": 8, "model.num_layers": 2, "model.cycles": 3,
                   "model.latent_updates": 6, "model.expansion": 4.0, "model.ffn_multiple": 256,
                   "model.pos_encoding": "rope", "model.puzzle_emb_len": 16, "model.mixer": "attention",
