@@ -39,3 +39,17 @@ def differentiated(gradient: str, cycle: int, cycles: int, final_call_of_kind: b
 def gradient_scope(track: bool):
     """No-op when the call is differentiated, `torch.no_grad()` otherwise."""
     return contextlib.nullcontext() if track else torch.no_grad()
+
+
+def run_cycles(high, low, low_update, high_update, cycles: int, updates: int, gradient: str):
+    """cycles × [`updates` × low ← low_update(low, high), then high ← high_update(high, low)].
+
+    Each call runs inside or outside the gradient path as `gradient` says; returns (high, low).
+    """
+    for cycle in range(cycles):
+        for step in range(updates):
+            with gradient_scope(differentiated(gradient, cycle, cycles, step == updates - 1)):
+                low = low_update(low, high)
+        with gradient_scope(differentiated(gradient, cycle, cycles, True)):
+            high = high_update(high, low)
+    return high, low

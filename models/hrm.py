@@ -21,10 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
-from models._recurrence import check_gradient_mode, differentiated, gradient_scope
+from models._recurrence import check_gradient_mode, run_cycles
 from models.blocks import BlockStack, HaltingHead, InputEmbedding, OutputHead, fixed_initial_state
 from models.registry import SegmentModel, register_model
 
@@ -82,18 +79,20 @@ class HRM(SegmentModel):
     def forward(self, carry, batch):
         config = self.config
         x, rotary = self.embedding(batch)
-        z_high, z_low = carry["z_high"].to(x.dtype), carry["z_low"].to(x.dtype)
-        for cycle in range(config.high_cycles):
-            for step in range(config.low_cycles):
-                final_low = step == config.low_cycles - 1
-                with gradient_scope(differentiated(config.gradient, cycle, config.high_cycles, final_low)):
-                    new_low = self.low(z_low, injection=z_high + x, rotary=rotary)
-                self.trace_residual("z_low", new_low, z_low)
-                z_low = new_low
-            with gradient_scope(differentiated(config.gradient, cycle, config.high_cycles, True)):
-                new_high = self.high(z_high, injection=z_low, rotary=rotary)
-            self.trace_residual("z_high", new_high, z_high)
-            z_high = new_high
+
+        def low_update(z_low, z_high):                  # z_L ← L(z_L + z_H + x)
+            new = self.low(z_low, injection=z_high + x, rotary=rotary)
+            self.trace_residual("z_low", new, z_low)
+            return new
+
+        def high_update(z_high, z_low):                 # z_H ← H(z_H + z_L)
+            new = self.high(z_high, injection=z_low, rotary=rotary)
+            self.trace_residual("z_high", new, z_high)
+            return new
+
+        # high_cycles × [low_cycles L-updates, one H-update]; `gradient` picks the calls backprop sees
+        z_high, z_low = run_cycles(carry["z_high"].to(x.dtype), carry["z_low"].to(x.dtype), low_update, high_update,
+                                   config.high_cycles, config.low_cycles, config.gradient)
         q_logits = self.q_head(z_high)
         outputs = {"logits": self.head(z_high), "q_halt_logits": q_logits[:, 0], "q_continue_logits": q_logits[:, 1]}
         return {"z_high": z_high.detach(), "z_low": z_low.detach()}, outputs

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models._recurrence import check_gradient_mode, differentiated, gradient_scope
+from models._recurrence import check_gradient_mode, run_cycles
 from models.blocks import BlockStack, HaltingHead, InputEmbedding, OutputHead, fixed_initial_state
 from models.registry import SegmentModel, register_model
 
@@ -85,17 +85,19 @@ class TRM(SegmentModel):
     def forward(self, carry, batch):
         config = self.config
         x, rotary = self.embedding(batch)
-        y, z = carry["y"].to(x.dtype), carry["z"].to(x.dtype)
-        for cycle in range(config.cycles):
-            for step in range(config.latent_updates):
-                final_latent = step == config.latent_updates - 1
-                with gradient_scope(differentiated(config.gradient, cycle, config.cycles, final_latent)):
-                    new_z = self.net(z, injection=y + x, rotary=rotary)
-                self.trace_residual("z", new_z, z)
-                z = new_z
-            with gradient_scope(differentiated(config.gradient, cycle, config.cycles, True)):
-                new_y = self.net(y, injection=z, rotary=rotary)
-            self.trace_residual("y", new_y, y)
-            y = new_y
+
+        def latent_update(z, y):                        # z ← net(z + y + x)
+            new = self.net(z, injection=y + x, rotary=rotary)
+            self.trace_residual("z", new, z)
+            return new
+
+        def answer_update(y, z):                        # y ← net(y + z)
+            new = self.net(y, injection=z, rotary=rotary)
+            self.trace_residual("y", new, y)
+            return new
+
+        # T cycles of [n latent updates, one answer update]; by default only the last cycle is backpropagated
+        y, z = run_cycles(carry["y"].to(x.dtype), carry["z"].to(x.dtype), latent_update, answer_update,
+                          config.cycles, config.latent_updates, config.gradient)
         outputs = {"logits": self.head(y), "q_halt_logits": self.q_head(y)[:, 0]}
         return {"y": y.detach(), "z": z.detach()}, outputs

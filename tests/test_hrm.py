@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gradient_probes import attach_probes
+
 from bench.config import resolve
 from bench.runner import execute
 from models.hrm import HRM
@@ -66,46 +68,23 @@ def test_gradient_mode_decides_which_calls_are_in_the_graph(gradient, low_expect
     assert low == low_expected and high == high_expected
 
 
-def attach_probes(model: HRM) -> list[tuple[str, torch.Tensor]]:
-    """Add a zero leaf tensor to every H/L output; its .grad is the gradient reaching that activation."""
-    probes: list[tuple[str, torch.Tensor]] = []
-
-    def hook(name):
-        def add_probe(module, args, out):
-            probe = torch.zeros_like(out, requires_grad=True)
-            probes.append((name, probe))
-            return out + probe
-        return add_probe
-
-    model.low.register_forward_hook(hook("L"))
-    model.high.register_forward_hook(hook("H"))
-    return probes
-
-
-def test_one_step_no_gradient_reaches_early_activations():
+@pytest.mark.parametrize("gradient, reached", [
+    ("one_step", {4, 5}),              # only the final L-call and the final H-call
+    ("full", set(range(6))),           # the probes are sensitive: with BPTT every call gets gradient
+])
+def test_no_gradient_reaches_activations_of_the_no_grad_calls(gradient, reached):
     """Perturbing an early-cycle activation (inside no_grad) is invisible to backprop: no path exists."""
-    model = tiny_model(gradient="one_step")
-    probes = attach_probes(model)
+    model = tiny_model(gradient=gradient)
+    probes = attach_probes({"L": model.low, "H": model.high})
     batch = tiny_batch()
     _, outputs = model(model.initial_carry(batch), batch)
     segment_loss(outputs, batch).backward()
-    names = [name for name, _ in probes]
-    assert names == ["L", "L", "H", "L", "L", "H"]
+    assert [name for name, _ in probes] == ["L", "L", "H", "L", "L", "H"]
     for index, (name, probe) in enumerate(probes):
-        if index in (4, 5):          # the final L-call and the final H-call
+        if index in reached:
             assert probe.grad is not None and probe.grad.abs().sum() > 0
         else:
             assert probe.grad is None, f"call {index} ({name}) is in the gradient path"
-
-
-def test_full_backprop_reaches_every_activation():
-    """The same probes are sensitive: with BPTT every call receives gradient."""
-    model = tiny_model(gradient="full")
-    probes = attach_probes(model)
-    batch = tiny_batch()
-    _, outputs = model(model.initial_carry(batch), batch)
-    segment_loss(outputs, batch).backward()
-    assert all(probe.grad is not None and probe.grad.abs().sum() > 0 for _, probe in probes)
 
 
 def test_one_step_gradient_equals_gradient_of_the_final_calls_alone():

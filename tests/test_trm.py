@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gradient_probes import attach_probes
+
 from bench.config import resolve
 from bench.runner import execute
 from models.registry import create_model
@@ -47,18 +49,6 @@ def test_paper_preset_sizes():
     assert attention["puzzle_emb_params"] == 512
 
 
-def probe_calls(model: TRM) -> list[torch.Tensor]:
-    probes = []
-
-    def add_probe(module, args, out):
-        probe = torch.zeros_like(out, requires_grad=True)
-        probes.append(probe)
-        return out + probe
-
-    model.net.register_forward_hook(add_probe)
-    return probes
-
-
 @pytest.mark.parametrize("gradient, differentiated_calls", [
     ("last_cycle", {6, 7, 8}),          # the whole last cycle: 2 z-updates and the y-update
     ("one_step", {7, 8}),               # HRM's rule: only the final z- and y-update
@@ -66,10 +56,11 @@ def probe_calls(model: TRM) -> list[torch.Tensor]:
 ])
 def test_gradient_reaches_exactly_the_differentiated_calls(gradient, differentiated_calls):
     model = tiny_model(gradient=gradient)
-    probes = probe_calls(model)
+    named_probes = attach_probes({"net": model.net})
     batch = tiny_batch()
     _, outputs = model(model.initial_carry(batch), batch)
     segment_loss(outputs, batch).backward()
+    probes = [probe for _, probe in named_probes]
     assert len(probes) == 3 * (2 + 1)
     reached = {i for i, probe in enumerate(probes) if probe.grad is not None and probe.grad.abs().sum() > 0}
     assert reached == differentiated_calls
