@@ -171,3 +171,43 @@ def test_smoke_run_on_maze_records_segments(tmp_path):
     assert 1.0 <= score["mean_segments_used"] <= 3.0
     assert 0.0 <= score["token_accuracy"] <= 1.0
     assert summary["params"] > 0 and summary["train"]["flops_per_step"] > 0
+
+
+def test_puzzle_embedding_rows_take_signsgd_steps_only_when_used():
+    """The puzzle table (counted apart) is trained by SignSGD at train.puzzle_emb_lr, only on the batch's rows."""
+    from bench.config import TrainConfig
+    from bench.trainer import Sampler, Trainer
+    from tasks.registry import TaskData
+
+    torch.manual_seed(0)
+    spec = TaskSpec(vocab_size=6, seq_len=10, num_puzzle_ids=5)
+    model = create_model("hrm", spec, **TINY)
+    assert model.parameter_counts()["puzzle_emb_params"] == 5 * 32
+    batch = tiny_batch(size=4)
+    data = TaskData(batch["inputs"], batch["labels"], torch.tensor([1, 3, 1, 3]))
+    config = TrainConfig(batch_size=4, lr_warmup_steps=0, puzzle_emb_lr=0.01, puzzle_emb_weight_decay=0.5)
+    trainer = Trainer(model, spec, config, "cpu", progress=False)
+    trainer.sampler = Sampler(len(data), seed=0)
+    trainer.train_step(data)
+    table = model.embedding.puzzle_embedding.weight.detach()
+    assert torch.equal(table[[0, 2, 4]], torch.zeros(3, 32))
+    assert torch.allclose(table[[1, 3]].abs(), torch.full((2, 32), 0.01))   # one sign step from zero
+
+
+def test_embedding_scales_prefix_and_learned_positions_like_the_reference():
+    """x = sqrt(h)·(tokens ++ prefix), and with learned positions sqrt(h)·0.7071·(that + positions)."""
+    from models.blocks import InputEmbedding
+
+    torch.manual_seed(0)
+    embedding = InputEmbedding(6, 16, 10, num_puzzle_ids=2, puzzle_emb_len=2, pos_encoding="learned",
+                               num_heads=2, puzzle_emb_dim=16)
+    torch.nn.init.normal_(embedding.puzzle_embedding.weight)
+    batch = tiny_batch(size=2)
+    batch["puzzle_ids"] = torch.tensor([0, 1])
+    x, rotary = embedding(batch)
+    assert rotary is None and x.shape == (2, 12, 16)
+    prefix = torch.zeros(2, 2, 16)
+    prefix[:, 0] = embedding.puzzle_embedding.weight[[0, 1]]          # one row, zero-padded to 2 positions
+    raw = torch.cat((prefix, embedding.tokens(batch["inputs"])), dim=1)
+    expected = 4.0 * 0.707106781 * (raw + embedding.positions.weight)
+    torch.testing.assert_close(x, expected)
