@@ -6,6 +6,7 @@ A task is a config dataclass plus a class with:
     build(split)              -> TaskData for "train" or any name in eval_splits() (seeded by config)
     eval_splits()             -> names of evaluation splits ("test", larger mazes, longer numbers …)
     score(data, predictions)  -> dict with at least token_accuracy, exact_accuracy (+ task extras)
+    write_artifacts(...)      -> optional files for the run directory (default none)
     render(data, index, prediction=None) -> text of one example
     stats(data)               -> dict of dataset statistics for `bench data`
 
@@ -54,18 +55,26 @@ class TaskSpec:
 
 @dataclass
 class TaskData:
-    """One split, ready for the model: inputs/labels (N, L) int64, puzzle ids (N,) int64."""
+    """One split, ready for the model: inputs/labels (N, L) int64, puzzle ids (N,) int64.
+
+    `positions` (N, L) int64, optional: task-supplied position indices that batches carry as
+    `batch["positions"]` (models' InputEmbedding uses them instead of 0..L-1).
+    """
 
     inputs: torch.Tensor
     labels: torch.Tensor
     puzzle_ids: torch.Tensor
     meta: dict[str, Any] = field(default_factory=dict)
+    positions: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
     def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"inputs": self.inputs[index], "labels": self.labels[index], "puzzle_ids": self.puzzle_ids[index]}
+        batch = {"inputs": self.inputs[index], "labels": self.labels[index], "puzzle_ids": self.puzzle_ids[index]}
+        if self.positions is not None:
+            batch["positions"] = self.positions[index]
+        return batch
 
 
 class Task:
@@ -92,6 +101,12 @@ class Task:
 
     def score(self, data: TaskData, predictions: torch.Tensor, **extra) -> dict[str, Any]:
         return token_and_exact_accuracy(predictions, data.labels, self.spec.ignore_label)
+
+    def write_artifacts(self, run_dir: Path, split: str, data: TaskData, predictions: torch.Tensor,
+                        confidences: torch.Tensor | None = None) -> list[str]:
+        """Task-specific files written into the run directory after scoring (e.g. ARC's Kaggle
+        submission.json); returns their names. Default: none."""
+        return []
 
     def render(self, data: TaskData, index: int, prediction: torch.Tensor | None = None) -> str:
         raise NotImplementedError
