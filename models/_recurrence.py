@@ -53,3 +53,10 @@ def run_cycles(high, low, low_update, high_update, cycles: int, updates: int, gr
         with gradient_scope(differentiated(gradient, cycle, cycles, True)):
             high = high_update(high, low)
     return high, low
+
+
+def broadcast_states(batch, prefix_len: int, states: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Initial carry: each fixed (hidden,) vector broadcast to every position of every row."""
+    batch_size, length = batch["inputs"].shape
+    return {name: state.expand(batch_size, prefix_len + length, state.shape[-1]).clone()
+            for name, state in states.items()}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models._recurrence import check_gradient_mode, run_cycles
+from models._recurrence import broadcast_states, check_gradient_mode, run_cycles
 from models.blocks import BlockStack, HaltingHead, InputEmbedding, OutputHead, fixed_initial_state
 from models.registry import SegmentModel, register_model
 
@@ -72,9 +72,7 @@ class HRM(SegmentModel):
         self.register_buffer("z_low_init", fixed_initial_state(config.hidden))
 
     def initial_carry(self, batch):
-        batch_size, length = batch["inputs"].shape
-        shape = (batch_size, self.embedding.prefix_len + length, self.config.hidden)
-        return {"z_high": self.z_high_init.expand(shape).clone(), "z_low": self.z_low_init.expand(shape).clone()}
+        return broadcast_states(batch, self.embedding.prefix_len, {"z_high": self.z_high_init, "z_low": self.z_low_init})
 
     def forward(self, carry, batch):
         config = self.config

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models._recurrence import check_gradient_mode, run_cycles
+from models._recurrence import broadcast_states, check_gradient_mode, run_cycles
 from models.blocks import BlockStack, HaltingHead, InputEmbedding, OutputHead, fixed_initial_state
 from models.registry import SegmentModel, register_model
 
@@ -78,9 +78,7 @@ class TRM(SegmentModel):
         self.register_buffer("z_init", fixed_initial_state(config.hidden))
 
     def initial_carry(self, batch):
-        batch_size, length = batch["inputs"].shape
-        shape = (batch_size, self.embedding.prefix_len + length, self.config.hidden)
-        return {"y": self.y_init.expand(shape).clone(), "z": self.z_init.expand(shape).clone()}
+        return broadcast_states(batch, self.embedding.prefix_len, {"y": self.y_init, "z": self.z_init})
 
     def forward(self, carry, batch):
         config = self.config
