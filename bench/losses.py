@@ -10,7 +10,9 @@ import torch.nn.functional as F
 
 
 def stablemax_s(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x < 0, 1.0 / (1.0 - x), x + 1.0)
+    # clamp so the unused branch stays finite: 1/(1 − x) at x = 1 is inf, and torch.where would turn
+    # its zero-weighted gradient into NaN (the reference adds an epsilon for the same reason)
+    return torch.where(x < 0, 1.0 / (1.0 - x.clamp(max=0.0)), x + 1.0)
 
 
 def log_stablemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

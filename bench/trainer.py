@@ -326,6 +326,8 @@ class Trainer:
                         confidence = torch.where(newly, torch.sigmoid(outputs["q_halt_logits"].float()), confidence)
                     segments_used = torch.where(newly, segment + 1, segments_used)
                     done |= newly
+                    if done.all() and not keep_per_segment:
+                        break  # learned halting: every row has stopped, so the rest is not computed
                 predictions.append(final.cpu())
                 confidences.append(confidence.cpu())
                 used.append(segments_used.cpu())

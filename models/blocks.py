@@ -171,10 +171,12 @@ class PostNormBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         if self.mixer_kind == "attention":
-            mixed = self.mixer(x, rotary)
+            x = rms_norm(x + self.mixer(x, rotary), self.norm_eps)
         else:
-            mixed = self.mixer(x.transpose(1, 2)).transpose(1, 2)
-        x = rms_norm(x + mixed, self.norm_eps)
+            # as the TRM reference: mix and normalise in the transposed (B, hidden, L) layout, so
+            # this RMSNorm runs over the sequence axis
+            transposed = x.transpose(1, 2)
+            x = rms_norm(transposed + self.mixer(transposed), self.norm_eps).transpose(1, 2)
         return rms_norm(x + self.mlp(x), self.norm_eps)
 
 
@@ -198,7 +200,7 @@ POSITION_ENCODINGS = ("rope", "learned", "none")
 
 
 class InputEmbedding(nn.Module):
-    """Tokens (scaled by sqrt(hidden)) + optional puzzle-embedding prefix + positions.
+    """sqrt(hidden) · (tokens + optional puzzle-embedding prefix [+ learned positions]), as the reference.
 
     Output: (B, prefix_len + seq_len, hidden). The puzzle table is zero-initialised and trained by
     its own SignSGD optimiser (the trainer finds it by the name `puzzle_embedding`); its parameters
@@ -206,8 +208,13 @@ class InputEmbedding(nn.Module):
     """
 
     def __init__(self, vocab_size: int, hidden: int, seq_len: int, num_puzzle_ids: int = 0,
-                 puzzle_emb_len: int = 0, pos_encoding: str = "rope", num_heads: int = 1):
-        """seq_len: the longest sequence (or largest position index + 1) the model will see."""
+                 puzzle_emb_len: int = 0, pos_encoding: str = "rope", num_heads: int = 1,
+                 puzzle_emb_dim: int = 0):
+        """seq_len: the longest sequence (or largest position index + 1) the model will see.
+
+        puzzle_emb_dim: floats per puzzle id; 0 = hidden·puzzle_emb_len. A shorter row is zero-padded
+        to fill the prefix (TRM: one hidden-sized row spread over 16 prefix positions).
+        """
         super().__init__()
         if pos_encoding not in POSITION_ENCODINGS:
             raise ValueError(f"pos_encoding must be one of {POSITION_ENCODINGS}, got {pos_encoding!r}")
@@ -218,8 +225,11 @@ class InputEmbedding(nn.Module):
         self.tokens = nn.Embedding(vocab_size, hidden)
         truncated_normal_(self.tokens.weight, std=1.0 / self.scale)
         self.puzzle_embedding = None
+        self.puzzle_emb_dim = puzzle_emb_dim or hidden * self.prefix_len
+        if self.puzzle_emb_dim > hidden * self.prefix_len:
+            raise ValueError(f"puzzle_emb_dim ({puzzle_emb_dim}) exceeds the prefix ({self.prefix_len}×{hidden})")
         if self.prefix_len:
-            self.puzzle_embedding = nn.Embedding(num_puzzle_ids, hidden * self.prefix_len)
+            self.puzzle_embedding = nn.Embedding(num_puzzle_ids, self.puzzle_emb_dim)
             nn.init.zeros_(self.puzzle_embedding.weight)
         total_len = self.prefix_len + seq_len
         self.rotary = RotaryEmbedding(hidden // num_heads, total_len) if pos_encoding == "rope" else None
@@ -236,12 +246,13 @@ class InputEmbedding(nn.Module):
         """
         inputs = batch["inputs"]
         puzzle_ids = batch.get("puzzle_ids")
-        x = self.scale * self.tokens(inputs)
+        x = self.tokens(inputs)
         if self.puzzle_embedding is not None:
             if puzzle_ids is None:
                 puzzle_ids = torch.zeros(inputs.shape[0], dtype=torch.long, device=inputs.device)
-            prefix = self.puzzle_embedding(puzzle_ids).view(inputs.shape[0], self.prefix_len, self.hidden)
-            x = torch.cat((prefix.to(x.dtype), x), dim=1)
+            prefix = self.puzzle_embedding(puzzle_ids)
+            prefix = F.pad(prefix, (0, self.prefix_len * self.hidden - self.puzzle_emb_dim))
+            x = torch.cat((prefix.view(inputs.shape[0], self.prefix_len, self.hidden).to(x.dtype), x), dim=1)
         positions = batch.get("positions")
         if positions is not None and self.prefix_len:
             prefix_positions = torch.arange(self.prefix_len, device=inputs.device).expand(inputs.shape[0], -1)
@@ -250,6 +261,8 @@ class InputEmbedding(nn.Module):
             table = self.positions.weight[: x.shape[1]] if positions is None else self.positions(positions)
             # 1/sqrt(2) keeps the variance of the sum equal to each part's (reference behaviour)
             x = 0.707106781 * (x + table)
+        # the reference scales the whole input (prefix and learned positions too), not just the tokens
+        x = self.scale * x
         rotary = None if self.rotary is None else self.rotary(x.shape[1], positions)
         return x, rotary
 
