@@ -29,6 +29,8 @@ class UserError(click.ClickException):
 
 
 def _common_run_options(function):
+    function = click.option("--match", default="params", show_default=True,
+                            help="size the model to HRM for this task/preset: params | flops | none")(function)
     function = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                             help="override a config key, dotted by section: model.*, task.*, train.*")(function)
     function = click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")(function)
@@ -50,11 +52,11 @@ def cli() -> None:
 @click.option("--resume", is_flag=False, flag_value="auto", default=None, metavar="[RUN_DIR]",
               help="continue an interrupted run from its last checkpoint (newest matching run, or RUN_DIR)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def run(model_name, task_name, preset, overrides, seed, device, out, resume, quiet):
+def run(model_name, task_name, preset, overrides, match, seed, device, out, resume, quiet):
     """Train and evaluate MODEL on TASK; write results/<run_id>/summary.json."""
     from bench.runner import execute, resolve_device
 
-    config = resolve(model_name, task_name, preset, overrides, seed=seed, device=resolve_device(device))
+    config = resolve(model_name, task_name, preset, overrides, seed=seed, device=resolve_device(device), match=match)
     summary = execute(config, out, resume=resume, progress=not quiet)
     if summary["status"] == "diverged":
         click.echo(f"run {summary['run_id']} diverged at step {summary['diverged_step']}", err=True)
@@ -66,6 +68,8 @@ def _print_summary(summary: dict, out: Path) -> None:
     train, inference = summary["train"], summary["inference"]
     click.echo(f"run        {summary['run_id']}")
     click.echo(f"params     {summary['params']:,} (+{summary['puzzle_emb_params']:,} puzzle-embedding)")
+    if summary.get("match", {}).get("target"):
+        click.echo(f"match      {_describe_match(summary['match'])}")
     for split, metrics in summary["metrics"].items():
         click.echo(f"{split:<10} exact {metrics['exact_accuracy']:.4f}  token {metrics['token_accuracy']:.4f}"
                    f"  segments {metrics['mean_segments_used']:.2f}")
@@ -74,6 +78,11 @@ def _print_summary(summary: dict, out: Path) -> None:
     click.echo(f"inference  {inference['flops_per_example']:.3e} FLOPs/example, "
                f"{inference['examples_per_second']:.1f} examples/s")
     click.echo(f"written    {out / summary['run_id'] / 'summary.json'}")
+
+
+def _describe_match(match: dict) -> str:
+    return (f"{match['mode']} → {match['reference']}: target {match['target']:,}, achieved {match['achieved']:,} "
+            f"({match['relative_error']:+.2%})")
 
 
 @cli.command(name="list")
@@ -96,31 +105,19 @@ def list_command():
 @cli.command()
 @_common_run_options
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def info(model_name, task_name, preset, overrides, as_json):
+def info(model_name, task_name, preset, overrides, match, as_json):
     """Resolve the config and build the model (no training): params, FLOPs, shapes."""
     import dataclasses
 
-    import torch
-
-    from bench.measure import flops_of
+    from bench.matching import inference_flops
     from bench.runner import build
 
-    config = resolve(model_name, task_name, preset, overrides)
+    config = resolve(model_name, task_name, preset, overrides, match=match)
     task, model = build(config)
     segments = config.train.eval_segments or config.train.segments
-    batch = {"inputs": torch.zeros(1, task.spec.seq_len, dtype=torch.long),
-             "labels": torch.zeros(1, task.spec.seq_len, dtype=torch.long),
-             "puzzle_ids": torch.zeros(1, dtype=torch.long)}
-    model.eval()
-
-    def forward() -> None:
-        with torch.no_grad():
-            carry = model.initial_carry(batch)
-            for _ in range(segments):
-                carry, _ = model(carry, batch)
-
     payload = {"model": model_name, "task": task_name, "preset": preset, **model.parameter_counts(),
-               "flops_per_example": flops_of(forward), "segments": segments,
+               "match": config.extra.get("match"),
+               "flops_per_example": inference_flops(model, task.spec, segments), "segments": segments,
                "seq_len": task.spec.seq_len, "vocab_size": task.spec.vocab_size,
                "num_puzzle_ids": task.spec.num_puzzle_ids, "config_hash": config.config_hash(),
                "config": config.to_dict()}
@@ -130,6 +127,8 @@ def info(model_name, task_name, preset, overrides, as_json):
     click.echo(f"{model_name} on {task_name} ({preset})")
     click.echo(f"  params            {payload['params']:,}")
     click.echo(f"  puzzle-emb params {payload['puzzle_emb_params']:,}")
+    if (payload["match"] or {}).get("target"):
+        click.echo(f"  match             {_describe_match(payload['match'])}")
     click.echo(f"  FLOPs/example     {payload['flops_per_example']:,} ({segments} segment(s))")
     click.echo(f"  sequence length   {payload['seq_len']}, vocab {payload['vocab_size']}")
     for section in ("model", "task", "train"):
