@@ -1,0 +1,194 @@
+"""Runner foundation: config resolution, FLOP counting, atomic results, resume, CLI errors, report."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.cli import main
+from bench.config import ConfigError, resolve
+from bench.measure import flops_of
+from bench.results import atomic_write_json, read_summary
+from bench.runner import StopRequested, build, execute
+from bench.trainer import Trainer
+from models.registry import create_model
+from tasks.registry import TaskSpec
+
+SMOKE = ["train.steps=6", "train.checkpoint_every=2", "train.log_every=1"]
+
+
+def smoke_config(*extra: str, seed: int = 0):
+    return resolve("transformer", "maze", "smoke", [*SMOKE, *extra], seed=seed)
+
+
+# ------------------------------------------------------------------------------------- config
+def test_overrides_are_typed_and_validated():
+    config = resolve("transformer", "maze", "smoke", ["model.hidden=48", "train.act=true", "task.grid=7"])
+    assert config.model.hidden == 48 and config.train.act is True and config.task.grid == 7
+    with pytest.raises(ConfigError, match="unknown key 'model.hiden'"):
+        resolve("transformer", "maze", "smoke", ["model.hiden=48"])
+    with pytest.raises(ConfigError, match="expected int"):
+        resolve("transformer", "maze", "smoke", ["train.steps=many"])
+    with pytest.raises(ConfigError, match="unknown model"):
+        resolve("nosuch", "maze", "smoke")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        resolve("transformer", "maze", "huge")
+    with pytest.raises(ConfigError, match="train.loss"):
+        resolve("transformer", "maze", "smoke", ["train.loss=hinge"])
+
+
+def test_config_hash_tracks_semantics():
+    assert smoke_config().config_hash() == smoke_config().config_hash()
+    assert smoke_config().config_hash() != smoke_config("train.lr=0.5").config_hash()
+    assert smoke_config().config_hash() != smoke_config(seed=1).config_hash()
+
+
+# ------------------------------------------------------------------------------------- FLOPs
+@pytest.mark.parametrize("hidden,layers,seq", [(64, 2, 36), (128, 3, 100)])
+def test_transformer_training_flops_match_the_analytic_formula(hidden, layers, seq):
+    """Training FLOPs ≈ 6·N·T + 12·L·T²·h per sequence (PaLM App. B), N = matmul parameters."""
+    side = int(seq ** 0.5)
+    spec = TaskSpec(vocab_size=6, seq_len=side * side)
+    torch.manual_seed(0)
+    model = create_model("transformer", spec, hidden=hidden, num_heads=4, num_layers=layers, ffn_multiple=64)
+    config = resolve("transformer", "maze", "smoke", ["train.segments=1", f"train.batch_size=2"]).train
+    trainer = Trainer(model, spec, config, "cpu", progress=False)
+    from tasks.registry import TaskData
+    data = TaskData(torch.randint(1, 6, (4, spec.seq_len)), torch.randint(1, 6, (4, spec.seq_len)),
+                    torch.zeros(4, dtype=torch.long))
+    from bench.trainer import Sampler
+    trainer.sampler = Sampler(len(data), 0)
+    measured = flops_of(lambda: trainer.train_step(data)) / config.batch_size
+
+    tokens = spec.seq_len + 1  # + the puzzle-embedding prefix position
+    block_matmul_params = sum(p.numel() for n, p in model.blocks.named_parameters())
+    head_params = model.head.proj.weight.numel()
+    analytic = 6 * block_matmul_params * tokens + 6 * head_params * spec.seq_len + 12 * layers * tokens ** 2 * hidden
+    assert measured == pytest.approx(analytic, rel=0.05)
+
+
+def test_cpu_attention_is_counted():
+    query = torch.randn(1, 2, 16, 8)
+    flops = flops_of(lambda: torch.nn.functional.scaled_dot_product_attention(query, query, query))
+    assert flops == 2 * 2 * (2 * 16 * 16 * 8)  # QK^T and AV, 2 FLOPs per multiply-add
+
+
+# ------------------------------------------------------------------------------------- results
+def test_atomic_write_leaves_old_file_intact_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "summary.json"
+    atomic_write_json(path, {"status": "running", "config": {}})
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", explode)
+    with pytest.raises(OSError):
+        atomic_write_json(path, {"status": "complete", "config": {}, "big": list(range(1000))})
+    assert read_summary(path)["status"] == "running"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no stray temporary
+
+
+def test_nan_values_are_written_as_valid_json(tmp_path):
+    atomic_write_json(tmp_path / "s.json", {"status": "x", "config": {}, "value": float("nan")})
+    assert json.loads((tmp_path / "s.json").read_text())["value"] is None
+
+
+# ------------------------------------------------------------------------------------- runs
+def test_run_records_measurements(tmp_path):
+    summary = execute(smoke_config(), tmp_path, progress=False)
+    assert summary["status"] == "complete"
+    on_disk = read_summary(next(tmp_path.rglob("summary.json")))
+    assert on_disk["exact_accuracy"] == summary["exact_accuracy"]
+    for key in ("params", "puzzle_emb_params", "config", "config_hash", "environment", "memory"):
+        assert key in on_disk
+    assert on_disk["train"]["flops_per_step"] > 0 and on_disk["train"]["flops_total"] > 0
+    assert on_disk["inference"]["flops_per_example"] > 0
+    assert on_disk["train"]["seconds"] > 0 and on_disk["inference"]["examples_per_second"] > 0
+    assert on_disk["memory"]["peak_memory_bytes"] > 0
+    assert not list(tmp_path.rglob("checkpoint.safetensors"))  # removed once complete
+
+
+def test_same_seed_same_metrics(tmp_path):
+    first = execute(smoke_config(), tmp_path / "a", progress=False)
+    second = execute(smoke_config(), tmp_path / "b", progress=False)
+    assert first["train"]["curve"] == second["train"]["curve"]
+    strip = lambda m: {s: {k: v for k, v in d.items() if k not in ("eval_seconds", "examples_per_second")} for s, d in m.items()}
+    assert strip(first["metrics"]) == strip(second["metrics"])
+
+
+@pytest.mark.parametrize("extra", [(), ("train.segments=3", "train.act=true")])
+def test_resume_reaches_the_same_final_metrics(tmp_path, extra):
+    config = smoke_config(*extra)
+    reference = execute(config, tmp_path / "straight", progress=False)
+    with pytest.raises(StopRequested):
+        execute(config, tmp_path / "broken", progress=False, stop_after_step=3)
+    assert read_summary(next((tmp_path / "broken").rglob("summary.json")))["status"] == "running"
+    resumed = execute(config, tmp_path / "broken", resume="auto", progress=False)
+    assert resumed["status"] == "complete"
+    assert resumed["train"]["curve"] == reference["train"]["curve"]
+    assert resumed["exact_accuracy"] == reference["exact_accuracy"]
+    assert resumed["token_accuracy"] == reference["token_accuracy"]
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    with pytest.raises(StopRequested):
+        execute(smoke_config(), tmp_path, progress=False, stop_after_step=2)
+    run_dir = next(tmp_path.iterdir())
+    from bench.results import ResultsError
+    with pytest.raises(ResultsError, match="differs"):
+        execute(smoke_config("train.lr=0.01"), tmp_path, resume=str(run_dir), progress=False)
+
+
+# ------------------------------------------------------------------------------------- CLI
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "--model", "nosuch", "--task", "maze"], "unknown model 'nosuch'"),
+    (["run", "--model", "transformer", "--task", "nosuch"], "unknown task 'nosuch'"),
+    (["run", "--model", "transformer", "--task", "maze", "--preset", "huge"], "unknown preset"),
+    (["run", "--model", "transformer", "--task", "maze", "--set", "model.nosuch=1"], "unknown key"),
+    (["run", "--model", "transformer", "--task", "maze", "--set", "train.steps=x"], "expected int"),
+    (["run", "--model", "transformer", "--task", "maze", "--set", "nodots"], "section.key=value"),
+    (["run", "--model", "transformer", "--task", "maze", "--preset", "smoke", "--set", "task.grid=2"], "task.grid"),
+    (["info", "--model", "transformer"], "Missing option '--task'"),
+    (["data", "--task", "maze", "--split", "nosuch"], "unknown split"),
+])
+def test_bad_cli_input_is_one_line_and_exit_2(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err and "Traceback" not in err
+
+
+def test_unwritable_output_directory(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = main(["run", "--model", "transformer", "--task", "maze", "--preset", "smoke", "--out", str(blocker / "sub")])
+    assert code == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_info_json_and_list(capsys):
+    assert main(["info", "--model", "transformer", "--task", "maze", "--preset", "smoke", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["params"] > 0 and payload["puzzle_emb_params"] == 32 and payload["flops_per_example"] > 0
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "transformer" in out and "maze" in out and "smoke" in out
+
+
+def test_data_stats_json(capsys):
+    assert main(["data", "--task", "maze", "--preset", "smoke", "--split", "test", "--stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["count"] == 32 and stats["path_length_min"] > stats["min_path"]
+
+
+def test_cli_run_and_report(tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["run", "--model", "transformer", "--task", "maze", "--preset", "smoke", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "exact" in printed and "FLOPs" in printed and "params" in printed
+    (out / "broken").mkdir()
+    (out / "broken" / "summary.json").write_text("{not json")
+    assert main(["report", "--results", str(out), "--out", str(tmp_path / "reports")]) == 0
+    text = (tmp_path / "reports" / "index.md").read_text()
+    assert "transformer" in text and "maze" in text
+    assert "broken" in capsys.readouterr().err
