@@ -229,6 +229,9 @@ class Trainer:
         metrics.update(loss=loss.item(), lm_loss=lm_loss.item(), lr=lr,
                        exact_accuracy=correct.float().mean().item(),
                        mean_segments=self.steps_in_carry[halted].float().mean().item() if halted.any() else float("nan"))
+        # scalar diagnostics a model reports per batch (DEQ: solver_steps, solver_residual) go into the curve
+        metrics.update({key: value.item() for key, value in outputs.items()
+                        if torch.is_tensor(value) and value.dim() == 0 and key not in metrics})
         return metrics
 
     # ---------------------------------------------------------------- training loop
