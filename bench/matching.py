@@ -3,7 +3,8 @@
 - params (the CLI default): the model's width (`hidden`) is searched so that its parameter count
   (puzzle-embedding tables excluded) is within ±2% of HRM's, at the model's configured depth.
 - flops: the same search, matching inference FLOPs per example instead (all segments and every
-  recurrent step counted, measured with FlopCounterMode on a one-example forward).
+  recurrent step counted, measured with FlopCounterMode on a one-example forward; a DEQ is measured
+  at its full iteration budget, since its solver may stop earlier on real data).
 - none: the model's own configuration.
 
 The search keeps the head count (`num_heads`) and the divisibility rules — hidden a multiple of
@@ -103,13 +104,19 @@ def inference_flops(model, spec, segments: int) -> int:
 
 
 def _measure(mode: str, model_name: str, spec, train) -> Callable[[Any], int]:
+    from models.registry import get_model_entry
+
     if mode == "params":
         return lambda config: count_params(model_name, config, spec)
     segments = train.eval_segments or train.segments
+    # models whose work depends on the data (DEQ's solver may stop early) are measured at their full
+    # iteration budget: `full_budget` on the class lists the config changes that make them use it
+    full_budget = getattr(get_model_entry(model_name).cls, "full_budget", {})
 
     def flops(config) -> int:
         torch.manual_seed(train.seed)
-        return inference_flops(build(model_name, config, spec), spec, segments)
+        model = build(model_name, dataclasses.replace(config, **full_budget), spec)
+        return inference_flops(model, spec, segments)
 
     return flops
 
@@ -121,15 +128,34 @@ def _width_step(config) -> int:
 def search(config, measure: Callable[[Any], int], target: int, tolerance: float = TOLERANCE):
     """(config, value) with `measure(config)` closest to `target`, varying width, then a fine knob."""
     step = _width_step(config)
+    cache: dict[str, int] = {}
+    uncached = measure
+
+    def measure(candidate) -> int:  # noqa: F811 (the same function, memoised: the search revisits widths)
+        key = repr(candidate)
+        if key not in cache:
+            cache[key] = uncached(candidate)
+        return cache[key]
+
 
     def at(width: int, base=config):
         changed = dataclasses.replace(base, **{WIDTH: width})
         return changed, measure(changed)
 
-    # largest width (a multiple of step) whose value is <= target; the value grows with width
-    low, high = 1, 2
-    while at(high * step)[1] <= target and high < 1 << 14:
-        low, high = high, high * 2
+    # bracket the largest width (a multiple of step) whose value is <= target; the value grows with
+    # width roughly as width², so start from that guess and gallop outwards
+    start = getattr(config, WIDTH) / step * (target / max(measure(config), 1)) ** 0.5
+    low = high = max(1, round(start))
+    if at(low * step)[1] <= target:
+        jump = 1
+        while at(high * step)[1] <= target and high < 1 << 14:
+            low, high, jump = high, high + jump, jump * 2
+    else:
+        jump = 1
+        while low > 1 and at(low * step)[1] > target:
+            high, low, jump = low, max(1, low - jump), jump * 2
+        if at(low * step)[1] > target:
+            high = low
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if at(middle * step)[1] <= target else (low, middle)
@@ -149,10 +175,10 @@ def search(config, measure: Callable[[Any], int], target: int, tolerance: float 
                     lo = middle
                 else:
                     hi = middle
-                if (integer and hi - lo <= 1) or (not integer and hi - lo < 1e-4):
+                if (integer and hi - lo <= 1) or (not integer and hi - lo < 1e-3):
                     break
             for value in (lo, hi):
-                changed = dataclasses.replace(base, **{name: round(value, 4) if not integer else value})
+                changed = dataclasses.replace(base, **{name: round(value, 3) if not integer else value})
                 result = (changed, measure(changed))
                 if abs(result[1] - target) < abs(best[1] - target):
                     best = result

@@ -30,8 +30,9 @@ from torchdeq import get_deq
 from torchdeq.loss import jac_reg
 from torchdeq.norm import apply_norm, register_norm_module, reset_norm
 
-from models.blocks import BlockStack, InputEmbedding, Linear, OutputHead
-from models.registry import SegmentModel, register_model
+from models.blocks import Linear
+from models.registry import register_model
+from models.transformer import Transformer
 
 SOLVERS = ("anderson", "broyden", "fixed_point_iter")
 GRADIENTS = ("ift", "phantom")
@@ -92,25 +93,15 @@ class DEQConfig:
 
 @register_model("deq", config=DEQConfig,
                 description="deep equilibrium model (torchdeq): fixed point of an input-injected block stack")
-class DEQ(SegmentModel):
+class DEQ(Transformer):
     test_time_compute_key = "eval_max_iter"
+    full_budget = {"tol": 1e-30}   # FLOP matching: the solver runs its whole iteration budget
     reference_defaults = {"num_layers": lambda hrm: hrm.low_layers}
 
     def __init__(self, config: DEQConfig, spec):
-        super().__init__(config, spec)
-        self.embedding = InputEmbedding(spec.vocab_size, config.hidden, spec.max_seq_len, spec.num_puzzle_ids,
-                                        config.puzzle_emb_len, config.pos_encoding, config.num_heads)
-        self.blocks = BlockStack(config.num_layers, hidden=config.hidden, num_heads=config.num_heads,
-                                 expansion=config.expansion, ffn_multiple=config.ffn_multiple,
-                                 backend=config.attention_backend)
-        self.head = OutputHead(config.hidden, spec.vocab_size, self.embedding.prefix_len)
+        super().__init__(config, spec)   # the transformer's embedding, block stack (f) and head; zero carry
         self.deq = get_deq(**config.torchdeq_kwargs())
         apply_norm(self.blocks, norm_type=config.norm)
-
-    def initial_carry(self, batch):
-        batch_size = batch["inputs"].shape[0]
-        length = self.embedding.prefix_len + batch["inputs"].shape[1]
-        return {"z": torch.zeros(batch_size, length, self.config.hidden, device=batch["inputs"].device)}
 
     def forward(self, carry, batch):
         config = self.config

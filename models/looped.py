@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from models.blocks import BlockStack, InputEmbedding, OutputHead
-from models.registry import SegmentModel, register_model
+from models.registry import register_model
+from models.transformer import Transformer
 
 
 @dataclass
@@ -41,27 +39,15 @@ class LoopedConfig:
 
 @register_model("looped", config=LoopedConfig,
                 description="looped transformer: k tied blocks × r loops with input re-injection (eval_loops > loops extrapolates)")
-class Looped(SegmentModel):
+class Looped(Transformer):
+    """The transformer's embedding, block stack and head (and zero carry); the stack is looped."""
+
     test_time_compute_key = "eval_loops"
     reference_defaults = {"num_layers": lambda hrm: hrm.low_layers}
-
-    def __init__(self, config: LoopedConfig, spec):
-        super().__init__(config, spec)
-        self.embedding = InputEmbedding(spec.vocab_size, config.hidden, spec.max_seq_len, spec.num_puzzle_ids,
-                                        config.puzzle_emb_len, config.pos_encoding, config.num_heads)
-        self.blocks = BlockStack(config.num_layers, hidden=config.hidden, num_heads=config.num_heads,
-                                 expansion=config.expansion, ffn_multiple=config.ffn_multiple,
-                                 backend=config.attention_backend)
-        self.head = OutputHead(config.hidden, spec.vocab_size, self.embedding.prefix_len)
 
     @property
     def num_loops(self) -> int:
         return self.config.loops if self.training else (self.config.eval_loops or self.config.loops)
-
-    def initial_carry(self, batch):
-        batch_size = batch["inputs"].shape[0]
-        length = self.embedding.prefix_len + batch["inputs"].shape[1]
-        return {"z": torch.zeros(batch_size, length, self.config.hidden, device=batch["inputs"].device)}
 
     def forward(self, carry, batch):
         x, rotary = self.embedding(batch)
