@@ -22,6 +22,7 @@ gives the key; `apply()` does that for every mode, including none.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -44,13 +45,14 @@ def _error(config_error: str):
 
 
 def reference_run(run, overrides=()):
-    """HRM resolved for the run's task and preset (task.* and train.* overrides apply; model.* do not)."""
+    """HRM resolved for the run's task and preset (task.* and train.* overrides apply; model.* do not).
+
+    None when the reference model is not registered (a checkout without models/hrm.py)."""
     from bench.config import resolve
     from models.registry import model_names
 
     if REFERENCE_MODEL not in model_names():
-        raise _error(f"matching and HRM-derived defaults need the reference model {REFERENCE_MODEL!r}, "
-                     f"which is not registered; set the model keys yourself and use --match none")
+        return None
     shared = [o for o in overrides if not o.strip().startswith("model.")]
     return resolve(REFERENCE_MODEL, run.task_name, run.preset, [*REFERENCE_OVERRIDES, *shared], device=run.device)
 
@@ -203,6 +205,11 @@ def apply(run, mode: str = "none", overrides=(), explicit: set[str] | frozenset 
         run.extra["match"] = {"mode": mode if not is_reference else "none", "reference": REFERENCE_MODEL}
         return run
     reference = reference_run(run, overrides)
+    if reference is None:
+        reason = f"reference model {REFERENCE_MODEL!r} is not registered: model kept at its own defaults, unmatched"
+        warnings.warn(reason)
+        run.extra["match"] = {"mode": mode, "reference": REFERENCE_MODEL, "skipped": reason}
+        return run
     if defaults:
         try:
             run.model = dataclasses.replace(run.model, **{k: rule(reference.model) for k, rule in defaults.items()})
