@@ -85,11 +85,11 @@ def example_batch(spec, batch_size: int = 1) -> dict[str, torch.Tensor]:
             "puzzle_ids": torch.zeros(batch_size, dtype=torch.long)}
 
 
-def inference_flops(model, spec, segments: int) -> int:
+def inference_flops(model, spec, segments: int, device: str | torch.device = "cpu") -> int:
     """FLOPs of an evaluation forward (all `segments`) on one example; every recurrent step counts."""
     from bench.measure import flops_of
 
-    batch = example_batch(spec)
+    batch = {key: value.to(device) for key, value in example_batch(spec).items()}
     was_training = model.training
     model.eval()
 
@@ -116,9 +116,12 @@ def _measure(mode: str, model_name: str, spec, train) -> Callable[[Any], int]:
     full_budget = getattr(get_model_entry(model_name).cls, "full_budget", {})
 
     def flops(config) -> int:
-        torch.manual_seed(train.seed)
-        model = build(model_name, dataclasses.replace(config, **full_budget), spec)
-        return inference_flops(model, spec, segments)
+        config = dataclasses.replace(config, **full_budget)
+        try:  # shapes are all FlopCounterMode needs: the meta device is fast and allocates nothing
+            return inference_flops(build(model_name, config, spec, "meta"), spec, segments, "meta")
+        except (RuntimeError, NotImplementedError):  # data-dependent control flow (a DEQ solver) needs values
+            torch.manual_seed(train.seed)
+            return inference_flops(build(model_name, config, spec), spec, segments)
 
     return flops
 
@@ -170,20 +173,27 @@ def search(config, measure: Callable[[Any], int], target: int, tolerance: float 
             continue
         for base, _ in candidates:
             base = dataclasses.replace(base, **fixed)
-            lo, hi = lowest, highest
-            for _ in range(40):  # bisection on a value that grows with the knob
-                middle = (lo + hi) // 2 if integer else (lo + hi) / 2
-                if measure(dataclasses.replace(base, **{name: middle})) <= target:
-                    lo = middle
-                else:
-                    hi = middle
-                if (integer and hi - lo <= 1) or (not integer and hi - lo < 1e-3):
+            points: dict[float, int] = {}
+
+            def evaluate(value):
+                value = int(round(value)) if integer else round(value, 3)
+                if value not in points:
+                    points[value] = measure(dataclasses.replace(base, **{name: value}))
+                return value
+
+            evaluate(lowest)
+            evaluate(highest)
+            for _ in range(6):  # secant steps: the value is close to linear in the knob (MLP or state size)
+                below = max((v for v in points if points[v] <= target), default=lowest)
+                above = min((v for v in points if points[v] > target), default=highest)
+                if points[above] == points[below]:
                     break
-            for value in (lo, hi):
-                changed = dataclasses.replace(base, **{name: round(value, 3) if not integer else value})
-                result = (changed, measure(changed))
-                if abs(result[1] - target) < abs(best[1] - target):
-                    best = result
+                guess = below + (target - points[below]) * (above - below) / (points[above] - points[below])
+                if evaluate(min(max(guess, lowest), highest)) in (below, above) and len(points) > 2:
+                    break
+            value = min(points, key=lambda v: abs(points[v] - target))
+            if abs(points[value] - target) < abs(best[1] - target):
+                best = (dataclasses.replace(base, **{name: value}), points[value])
         break
     return best
 
