@@ -50,10 +50,11 @@ class UnrolledConfig:
 @register_model("unrolled", config=UnrolledConfig,
                 description="HRM's segment schedule as a feed-forward stack, untied weights (tied=True: HRM, full backprop)")
 class Unrolled(SegmentModel):
-    # HRM's model presets (the task preset gives hidden/num_heads)
-    presets = {"smoke": {"model.high_layers": 1, "model.low_layers": 1},
-               "cpu": {"model.high_layers": 2, "model.low_layers": 2},
-               "paper": {}}
+    # HRM's model presets (the task preset gives hidden/num_heads); one trainer segment, because
+    # nothing is carried: further segments would repeat the same forward (use --set train.segments to)
+    presets = {"smoke": {"model.high_layers": 1, "model.low_layers": 1, "train.segments": 1},
+               "cpu": {"model.high_layers": 2, "model.low_layers": 2, "train.segments": 1},
+               "paper": {"train.segments": 1}}
 
     def __init__(self, config: UnrolledConfig, spec):
         super().__init__(config, spec)
