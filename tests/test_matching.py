@@ -57,7 +57,8 @@ def check_flops_matching(names, reference):
         assert abs(record["relative_error"]) <= 0.02, (name, record)
         budget = getattr(type(matching.build(name, run.model, spec, "meta")), "full_budget", {})
         model = matching.build(name, dataclasses.replace(run.model, **budget), spec)
-        assert matching.inference_flops(model, spec, segments) == record["achieved"], name
+        own_segments = run.train.eval_segments or run.train.segments   # each model counts its own segments
+        assert matching.inference_flops(model, spec, own_segments) == record["achieved"], name
 
 
 def test_flops_matching_counts_every_step(reference):
@@ -116,3 +117,19 @@ def test_search_keeps_head_count_and_even_head_dimension(reference):
             assert run.model.num_heads == native.num_heads
             assert (run.model.hidden // run.model.num_heads) % 2 == 0
             assert run.model.hidden % run.model.num_heads == 0
+
+
+def test_cli_info_takes_match_and_reports_it(capsys, reference):
+    import json
+
+    from bench.cli import main
+
+    name = matched_models(reference)[0]
+    assert main(["info", "--model", name, "--task", "maze", "--preset", "smoke", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["match"]["mode"] == "params" and abs(payload["match"]["relative_error"]) <= 0.02
+    assert payload["params"] == payload["match"]["achieved"]
+    assert main(["info", "--model", name, "--task", "maze", "--preset", "smoke", "--match", "none", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["match"]["mode"] == "none"
+    assert main(["info", "--model", name, "--task", "maze", "--preset", "smoke", "--match", "most"]) == 2
+    assert "--match 'most'" in capsys.readouterr().err
