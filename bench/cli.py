@@ -184,6 +184,37 @@ def report(results_dir, out):
     click.echo(f"written {path}")
 
 
+def _names(text: str, known: list[str], kind: str) -> list[str]:
+    if text == "all":
+        return known
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(f"unknown {kind} {', '.join(unknown) or text!r}; choose from: {', '.join(known)}")
+    return names
+
+
+@cli.command()
+@click.option("--models", default="all", show_default=True, help="comma-separated model names")
+@click.option("--tasks", default="all", show_default=True, help="comma-separated task names")
+@click.option("--update-floors", is_flag=True, help="measure and store new floors (bench/check_floors.json)")
+def check(models, tasks, update_floors):
+    """Accuracy regression: tiny deterministic runs must stay above the stored floors."""
+    from bench.check import run_check
+    from models.registry import model_names
+    from tasks.registry import task_names
+
+    results = run_check(_names(models, model_names(), "model"), _names(tasks, task_names(), "task"),
+                        update=update_floors, echo=click.echo)
+    failures = [line for result in results for line in result.failures]
+    unchecked = sum(1 for result in results if not result.floors)
+    click.echo(f"{len(results)} pairs: {len(failures)} below floor, {unchecked} without a floor")
+    if failures and not update_floors:
+        for line in failures:
+            click.echo(f"FAIL {line}", err=True)
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line and exit 2 for every user error, never a traceback."""
     try:

@@ -1,0 +1,73 @@
+"""Speed-regression plumbing: an in-process reference workload and a committed baseline.
+
+Machines differ and are noisy, so each model's median time is divided by the median time of a
+fixed fp32 matmul measured in the same session; that *normalised* time is compared with
+`speed_baseline.json` (committed) within `TOLERANCE`. Refresh the baseline after an intended change:
+
+    python -m pytest tests/benchmarks --update-speed-baseline
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+BASELINE_PATH = Path(__file__).with_name("speed_baseline.json")
+TOLERANCE = 1.0        # fail when normalised time exceeds baseline × (1 + TOLERANCE): 2× slower
+REFERENCE_SIZE = 1024  # the reference matmul is REFERENCE_SIZE² × REFERENCE_SIZE², fp32
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-speed-baseline", action="store_true",
+                     help="write measured normalised times to tests/benchmarks/speed_baseline.json")
+
+
+def _median_seconds(fn, repeats: int = 15) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+@pytest.fixture(scope="session")
+def reference_matmul() -> dict[str, float]:
+    """Median seconds and FLOP/s of a fixed fp32 matmul, measured in this process."""
+    a = torch.randn(REFERENCE_SIZE, REFERENCE_SIZE)
+    b = torch.randn(REFERENCE_SIZE, REFERENCE_SIZE)
+    seconds = _median_seconds(lambda: torch.mm(a, b))
+    return {"seconds": seconds, "flops_per_second": 2 * REFERENCE_SIZE ** 3 / seconds}
+
+
+@pytest.fixture(scope="session")
+def speed_baseline(request):
+    """dict key → normalised time; written back at session end with --update-speed-baseline."""
+    stored = json.loads(BASELINE_PATH.read_text()) if BASELINE_PATH.exists() else {}
+    measured: dict[str, float] = {}
+    yield {"stored": stored, "measured": measured, "update": request.config.getoption("--update-speed-baseline")}
+    if request.config.getoption("--update-speed-baseline") and measured:
+        stored.update({k: round(v, 4) for k, v in measured.items()})
+        BASELINE_PATH.write_text(json.dumps(dict(sorted(stored.items())), indent=2) + "\n")
+
+
+@pytest.fixture
+def assert_speed(reference_matmul, speed_baseline):
+    """assert_speed(key, median_seconds): compare the normalised time with the committed baseline."""
+
+    def check(key: str, seconds: float) -> float:
+        normalised = seconds / reference_matmul["seconds"]
+        speed_baseline["measured"][key] = normalised
+        if speed_baseline["update"]:
+            return normalised
+        baseline = speed_baseline["stored"].get(key)
+        assert baseline is not None, f"no speed baseline for {key}: run pytest tests/benchmarks --update-speed-baseline"
+        assert normalised <= baseline * (1 + TOLERANCE), (
+            f"{key} is {normalised / baseline:.2f}× its baseline (normalised {normalised:.2f} vs {baseline:.2f})")
+        return normalised
+
+    return check

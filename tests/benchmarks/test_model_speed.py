@@ -1,0 +1,86 @@
+"""Speed regression for every registered model: one training step and one inference forward per
+task family, at a fixed small configuration. `benchmark.extra_info` stores FLOPs, params and the
+achieved FLOP/s; results are grouped per task. See conftest.py for the normalisation and baseline.
+
+Reported goals (not asserted; see the README): training-step FLOP/s of the transformer at hidden 256
+≥ 50% of the in-process fp32 matmul peak; HRM, TRM and looped within 1.5× of the transformer.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.config import resolve
+from bench.measure import flops_of
+from bench.runner import build
+from bench.trainer import Sampler, Trainer
+from models.registry import model_names
+from tasks.registry import task_names
+
+# One fixed small configuration per task family (only families whose task is registered run).
+FAMILIES = {
+    "maze": ["task.grid=8", "task.train_size=16", "task.test_size=8"],
+    "sudoku": [],
+    "addition": [],
+}
+SIZE = ["model.hidden=64", "model.num_heads=4", "train.batch_size=16", "train.segments=1", "train.act=false"]
+
+
+def _cases():
+    registered = set(task_names())
+    return [(model, family) for family in FAMILIES if family in registered for model in model_names()]
+
+
+def _setup(model_name: str, family: str, extra: list[str] = ()):
+    config = resolve(model_name, family, "smoke", [*SIZE, *FAMILIES[family], *extra], seed=0)
+    task, model = build(config)
+    data = task.build("train")
+    trainer = Trainer(model, task.spec, config.train, "cpu", progress=False)
+    trainer.sampler = Sampler(len(data), 0)
+    return trainer, data, model
+
+
+@pytest.mark.parametrize("model_name,family", _cases())
+def test_training_step_speed(benchmark, model_name, family, reference_matmul, assert_speed):
+    trainer, data, model = _setup(model_name, family)
+    flops = flops_of(lambda: trainer.train_step(data))
+    benchmark.group = f"train-{family}"
+    benchmark.pedantic(trainer.train_step, args=(data,), rounds=5, iterations=1, warmup_rounds=1)
+    median = benchmark.stats.stats.median
+    benchmark.extra_info.update(flops=flops, params=model.parameter_counts()["params"],
+                                flops_per_second=flops / median,
+                                fraction_of_matmul_peak=flops / median / reference_matmul["flops_per_second"])
+    assert_speed(f"train/{family}/{model_name}", median)
+
+
+@pytest.mark.parametrize("model_name,family", _cases())
+def test_inference_speed(benchmark, model_name, family, assert_speed):
+    trainer, data, model = _setup(model_name, family)
+    benchmark.group = f"inference-{family}"
+    batch = data.batch(torch.arange(min(16, len(data))))
+
+    @torch.no_grad()
+    def forward():
+        model.eval()
+        carry = model.initial_carry(batch)
+        return model(carry, batch)
+
+    flops = flops_of(forward)
+    benchmark.pedantic(forward, rounds=5, iterations=1, warmup_rounds=1)
+    median = benchmark.stats.stats.median
+    benchmark.extra_info.update(flops=flops, params=model.parameter_counts()["params"],
+                                flops_per_second=flops / median)
+    assert_speed(f"inference/{family}/{model_name}", median)
+
+
+def test_transformer_mfu_at_hidden_256(benchmark, reference_matmul):
+    """Reports training-step FLOP/s at hidden 256 as a fraction of the fp32 matmul peak (goal ≥ 0.5)."""
+    trainer, data, model = _setup("transformer", "maze", ["model.hidden=256", "model.num_heads=4",
+                                                          "train.batch_size=32", "model.num_layers=4"])
+    flops = flops_of(lambda: trainer.train_step(data))
+    benchmark.group = "mfu"
+    benchmark.pedantic(trainer.train_step, args=(data,), rounds=5, iterations=1, warmup_rounds=1)
+    fraction = flops / benchmark.stats.stats.median / reference_matmul["flops_per_second"]
+    benchmark.extra_info.update(flops=flops, fraction_of_matmul_peak=fraction,
+                                matmul_flops_per_second=reference_matmul["flops_per_second"])
+    assert 0 < fraction < 2  # sanity of the instrument; the ≥0.5 goal is reported, not asserted
