@@ -211,6 +211,7 @@ def apply(run, mode: str = "none", overrides=(), explicit: set[str] | frozenset 
     cls = get_model_entry(run.model_name).cls
     is_reference = run.model_name == REFERENCE_MODEL
     defaults = {k: rule for k, rule in getattr(cls, "reference_defaults", {}).items() if k not in explicit}
+    # HRM itself is the same model in every mode: recorded as "none" so its config hash does not change
     if is_reference or (mode == "none" and not defaults):
         run.extra["match"] = {"mode": mode if not is_reference else "none", "reference": REFERENCE_MODEL}
         return run
