@@ -1,6 +1,6 @@
 """Bidirectional Mamba stack for non-causal tasks (no attention, no MLP: Mamba's block has neither).
 
-    x = embed(tokens)                                  (no positional encoding: the scan is ordered)
+    x = embed(tokens)                                  (no positional encoding by default: the scan is ordered)
     repeat num_layers:  x = x + BiMamba(rms_norm(x))   # pre-norm residual, as the Mamba reference
     logits = head(rms_norm(x))
 
@@ -31,12 +31,10 @@ class MambaConfig:
     state_size: int = 16         # N
     expand: int = 2              # inner = expand · hidden
     conv_width: int = 4
-    pos_encoding: str = "none"   # none | learned (rope has no attention to act on here)
+    pos_encoding: str = "none"   # none | learned | rope (= none here: RoPE acts inside attention, Mamba has none)
     puzzle_emb_len: int = 1
 
     def __post_init__(self):
-        if self.pos_encoding == "rope":
-            raise ValueError("model.pos_encoding=rope needs attention; use none or learned for mamba")
         if min(self.num_layers, self.state_size, self.expand, self.conv_width, self.hidden) < 1:
             raise ValueError("model.hidden, num_layers, state_size, expand and conv_width must be >= 1")
 
