@@ -51,17 +51,35 @@ def cli() -> None:
 @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="results directory")
 @click.option("--resume", is_flag=False, flag_value="auto", default=None, metavar="[RUN_DIR]",
               help="continue an interrupted run from its last checkpoint (newest matching run, or RUN_DIR)")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1),
+              help="run N seeds one after another: --seed, --seed+1, … (the report averages them)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def run(model_name, task_name, preset, overrides, match, seed, device, out, resume, quiet):
+def run(model_name, task_name, preset, overrides, match, seed, device, out, resume, seeds, quiet):
     """Train and evaluate MODEL on TASK; write results/<run_id>/summary.json."""
+    from bench.distributed import current_world, shutdown
     from bench.runner import execute, resolve_device
 
-    config = resolve(model_name, task_name, preset, overrides, seed=seed, device=resolve_device(device), match=match)
-    summary = execute(config, out, resume=resume, progress=not quiet)
-    if summary["status"] == "diverged":
-        click.echo(f"run {summary['run_id']} diverged at step {summary['diverged_step']}", err=True)
+    if seeds > 1 and resume is not None:
+        raise ConfigError("--resume continues one run; use it without --seeds")
+    diverged = False
+    # under torchrun: one rank of a data-parallel run (bench/distributed.py); only rank 0 reports
+    world = current_world(resolve_device(device))
+    try:
+        for run_seed in range(seed, seed + seeds):
+            config = resolve(model_name, task_name, preset, overrides, seed=run_seed, device=resolve_device(device),
+                             match=match)
+            summary = execute(config, out, resume=resume, progress=not quiet, world=world)
+            if not world.is_main:
+                continue
+            if summary["status"] == "diverged":
+                click.echo(f"run {summary['run_id']} diverged at step {summary['diverged_step']}", err=True)
+                diverged = True
+                continue
+            _print_summary(summary, Path(out))
+    finally:
+        shutdown()
+    if diverged:
         sys.exit(3)
-    _print_summary(summary, Path(out))
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -83,6 +101,39 @@ def _print_summary(summary: dict, out: Path) -> None:
 def _describe_match(match: dict) -> str:
     return (f"{match['mode']} → {match['reference']}: target {match['target']:,}, achieved {match['achieved']:,} "
             f"({match['relative_error']:+.2%})")
+
+
+# ---- bench sweep (bench/sweep.py) ------------------------------------------------------------
+@cli.command()
+@click.option("--models", required=True, help="comma-separated model names, or all")
+@click.option("--tasks", required=True, help="comma-separated task names, or all")
+@click.option("--seeds", default=1, show_default=True, type=int, help="run seeds 0..N-1")
+@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override for every run")
+@click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="results directory")
+@click.option("--address", default=None, help="Ray cluster to join (default: start a local one)")
+@click.option("--backend", default="auto", show_default=True, help="auto (Ray if installed) | ray | sequential")
+@click.option("--match", default="params", show_default=True,
+              help="size each model to HRM for its task/preset: params | flops | none")
+@click.option("--retries", default=2, show_default=True, type=int, help="extra attempts for a run that fails")
+@click.option("--cpus-per-run", default=1.0, show_default=True, type=float, help="CPUs each Ray task holds")
+@click.option("--gpus-per-run", default=None, type=float, help="GPUs each Ray task holds [1 if CUDA is available]")
+def sweep(models, tasks, seeds, preset, overrides, out, address, backend, match, retries, cpus_per_run, gpus_per_run):
+    """Run every MODEL × TASK × seed (skipping finished runs); Ray when installed."""
+    from bench.sweep import sweep as run_sweep
+    from models.registry import model_names
+    from tasks.registry import task_names
+
+    if cpus_per_run <= 0 or (gpus_per_run is not None and gpus_per_run < 0):
+        raise ConfigError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
+    outcomes = run_sweep(_names(models, model_names(), "model"), _names(tasks, task_names(), "task"), seeds, preset, out, overrides, address=address,
+                         backend=backend, retries=retries, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                         say=click.echo, match=match)
+    failed = [o for o in outcomes if o.status == "failed"]
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("complete", "diverged", "skipped", "failed")}
+    click.echo("done     " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    if failed:
+        sys.exit(1)
 
 
 @cli.command(name="list")
@@ -174,14 +225,16 @@ def data(task_name, preset, split, overrides, stats, show, as_json):
 @cli.command()
 @click.option("--results", "results_dir", default="results", show_default=True, type=click.Path())
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False))
-def report(results_dir, out):
-    """Summarise every run under --results into reports/index.md."""
+@click.option("--task", "tasks", multiple=True, metavar="TASK", help="only these tasks (repeatable)")
+@click.option("--model", "models", multiple=True, metavar="MODEL", help="only these models (repeatable)")
+def report(results_dir, out, tasks, models):
+    """Summarise every run under --results: reports/index.md, index.html and figures/."""
     from bench.report import write_report
 
-    path, warnings = write_report(Path(results_dir), Path(out))
+    path, warnings = write_report(Path(results_dir), Path(out), tasks=tasks, models=models)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"written {path}")
+    click.echo(f"written {path} and {path.with_suffix('.html')}")
 
 
 def _names(text: str, known: list[str], kind: str) -> list[str]:

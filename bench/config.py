@@ -54,6 +54,9 @@ class TrainConfig:
     checkpoint_every: int = 0         # optimiser steps between checkpoints; 0 = every 10% of the run
     log_every: int = 10               # steps between training-curve points
     precision: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    # measurement depth (bench/analysis.py): test-time compute, fixed points, ACT
+    diagnostics_examples: int = 256   # evaluation examples the diagnostics use; 0 = no diagnostics
+    test_time_points: tuple[int, ...] = ()   # test-time compute curve points; () = 1,2,4,… ≤ 4× trained
     seed: int = 0
 
     def validate(self) -> None:
@@ -67,7 +70,9 @@ class TrainConfig:
         for key in positive:
             if getattr(self, key) < 1 and not (key == "steps" and self.max_examples > 0):
                 raise ConfigError(f"train.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("max_examples", "eval_segments", "eval_every", "checkpoint_every", "lr_warmup_steps"):
+        if any(point < 1 for point in self.test_time_points):
+            raise ConfigError(f"train.test_time_points must all be >= 1, got {list(self.test_time_points)}")
+        for key in ("diagnostics_examples", "max_examples", "eval_segments", "eval_every", "checkpoint_every", "lr_warmup_steps"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
         if not 0.0 <= self.halt_exploration_prob <= 1.0:

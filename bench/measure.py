@@ -8,6 +8,7 @@ dispatches to `_scaled_dot_product_flash_attention_for_cpu`, which torch's regis
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import resource
@@ -96,21 +97,92 @@ def synchronize(device: torch.device | str) -> None:
 
 
 class Stopwatch:
-    """Wall-clock seconds; synchronises CUDA before reading so GPU work is included."""
+    """Seconds of a block. On CPU: wall clock. On CUDA: CUDA events recorded on the current stream
+    around the block, read after synchronising on the end event, so queued GPU work is included and
+    host-side overhead before the first kernel is not. (The CUDA path is untested on the CPU-only
+    development machines.)"""
 
     def __init__(self, device: torch.device | str = "cpu"):
         self.device = device
         self.elapsed = 0.0
         self._start: float | None = None
+        self._events: tuple[Any, Any] | None = None
 
     def __enter__(self) -> "Stopwatch":
-        synchronize(self.device)
-        self._start = time.perf_counter()
+        if torch.device(self.device).type == "cuda":
+            self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            self._events[0].record()
+        else:
+            self._start = time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> None:
-        synchronize(self.device)
-        self.elapsed += time.perf_counter() - self._start
+        if self._events is not None:
+            start, end = self._events
+            end.record()
+            end.synchronize()
+            self.elapsed += start.elapsed_time(end) / 1e3   # elapsed_time is in milliseconds
+            self._events = None
+        else:
+            self.elapsed += time.perf_counter() - self._start
+
+
+# Dense (no sparsity) bf16 tensor-core peaks from the vendors' datasheets, matched in order against
+# torch.cuda.get_device_name(); more specific names first ("H100 PCIe" before "H100").
+BF16_PEAK_FLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H200 NVL", 835e12), ("GH200", 989e12),
+    ("H100", 989e12), ("H200", 989e12), ("B200", 2250e12), ("A100", 312e12), ("L40S", 362e12),
+    ("L4", 121e12),
+)
+
+
+@functools.lru_cache(maxsize=None)
+def matmul_flops_per_second(device: str, dtype: torch.dtype = torch.float32, size: int = 1024,
+                            repeats: int = 3) -> float:
+    """Best-of-`repeats` throughput of a size×size matmul in this process (after one warm-up).
+    Cached per process, so many runs in one process measure once."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        with Stopwatch(device) as watch:
+            torch.mm(a, b)
+        best = min(best, watch.elapsed)
+    return 2 * size ** 3 / max(best, 1e-12)
+
+
+def peak_flops(device: torch.device | str) -> dict[str, Any]:
+    """The denominator of MFU. CUDA: the device's bf16 datasheet peak (a measured bf16 matmul when the
+    device is not in the table). CPU: a large fp32 matmul measured in this process (REFERENCE.md §6)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for pattern, peak in BF16_PEAK_FLOPS:
+            if pattern in name:
+                return {"peak_flops": peak, "peak_source": f"datasheet bf16 dense ({pattern})"}
+        with torch.random.fork_rng(devices=[device]):
+            measured = matmul_flops_per_second(str(device), torch.bfloat16, 8192)
+        return {"peak_flops": measured, "peak_source": "measured bf16 8192² matmul"}
+    with torch.random.fork_rng(devices=[]):
+        measured = matmul_flops_per_second("cpu", torch.float32, 1024)
+    return {"peak_flops": measured, "peak_source": f"measured fp32 1024² matmul, {torch.get_num_threads()} threads"}
+
+
+def model_flops_utilisation(device: torch.device | str, train_flops_per_second: float | None,
+                            eval_flops_per_second: float | None) -> dict[str, Any]:
+    """MFU of training and of evaluation: achieved FLOP/s (counted FLOPs ÷ measured seconds) ÷ peak."""
+    peak = peak_flops(device)
+    def ratio(achieved: float | None) -> float | None:
+        return None if not achieved or not peak["peak_flops"] else achieved / peak["peak_flops"]
+    return {**peak, "train": ratio(train_flops_per_second), "eval": ratio(eval_flops_per_second)}
+
+
+def reset_peak_memory(device: torch.device | str) -> None:
+    """Start a run's CUDA peak from zero (several seeds may run in one process). The CPU figure is
+    the process's peak RSS, which cannot be reset."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
 
 
 def peak_memory_bytes(device: torch.device | str) -> dict[str, Any]:

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from bench.config import ConfigError, RunConfig
-from bench.measure import environment, peak_memory_bytes
+from bench.analysis import run_diagnostics
+from bench.distributed import World, current_world
+from bench.measure import environment, model_flops_utilisation, peak_memory_bytes, reset_peak_memory
 from bench.results import (CHECKPOINT, SUMMARY, ResultsError, atomic_write_json, ensure_writable,
                            find_resumable, new_run_id, read_summary)
 from bench.trainer import Diverged, Trainer
@@ -52,8 +54,8 @@ def build(run: RunConfig):
     seed_everything(run.train.seed)
     try:
         model = create_model(run.model_name, task.spec, **vars(run.model))
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"model config: {error}") from None
+    except (TypeError, ValueError, ArithmeticError) as error:  # e.g. model.hidden=0 divides by zero
+        raise ConfigError(f"model config: {error} (check the model.* values)") from None
     return task, model
 
 
@@ -62,11 +64,15 @@ def _strip(score: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in score.items() if not k.startswith("per_example")}
 
 
-def evaluate_splits(trainer: Trainer, task, splits: dict[str, TaskData]) -> dict[str, dict[str, Any]]:
+def evaluate_splits(trainer: Trainer, task, splits: dict[str, TaskData],
+                    run_dir: Path | None = None) -> dict[str, dict[str, Any]]:
     metrics = {}
     for name, data in splits.items():
         result = trainer.evaluate(data)
         score = task.score(data, result.predictions, confidences=result.confidences)
+        files = task.write_artifacts(run_dir, name, data, result.predictions, result.confidences) if run_dir else []
+        if files:
+            score["artifacts"] = files
         score["mean_segments_used"] = result.segments_used.float().mean().item()
         score["eval_seconds"] = result.seconds
         score["examples_per_second"] = len(data) / result.seconds if result.seconds > 0 else None
@@ -89,21 +95,24 @@ def extrapolation_curves(task, metrics: dict[str, dict[str, Any]]) -> dict[str, 
     return curves
 
 
-def execute(run: RunConfig, out: Path | str = "results", resume: str | None = None, progress: bool = True,
-            stop_after_step: int | None = None) -> dict[str, Any]:
-    """Train and evaluate one run, writing results/<run_id>/summary.json atomically.
+def _on_main(world: World, function):
+    """Run `function` on rank 0 only; every rank gets its result, or raises its ResultsError."""
+    result = None
+    if world.is_main:
+        try:
+            result = function()
+        except ResultsError as error:
+            result = error
+    result = world.broadcast_object(result)
+    if isinstance(result, ResultsError):
+        raise result
+    return result
 
-    resume: None (fresh run), "auto" (newest unfinished run with the same config in `out`), or a
-    run directory. stop_after_step: test hook that raises StopRequested after that step's checkpoint.
-    """
-    out = ensure_writable(Path(out))
-    config_hash = run.config_hash()
-    task, model = build(run)
-    train_data = task.build("train")
-    eval_data = {name: task.build(name) for name in task.eval_splits()}
-    trainer = Trainer(model, task.spec, run.train, run.device, progress=progress)
 
-    run_dir: Path | None = None
+def _find_run_to_resume(out: Path, resume: str | None, config_hash: str) -> tuple[Path, str | None] | None:
+    """(run directory, its started_at) for --resume, None for a fresh run; ResultsError when resuming
+    is impossible. Checked before any data is built, so such mistakes fail fast."""
+    ensure_writable(out)
     if resume is not None:
         run_dir = find_resumable(out, config_hash) if resume == "auto" else Path(resume)
         if run_dir is None:
@@ -111,31 +120,72 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
         summary_path = run_dir / SUMMARY
         if not summary_path.exists():
             raise ResultsError(f"--resume {run_dir}: no {SUMMARY} there")
-        previous = read_summary(summary_path)
+        try:
+            previous = read_summary(summary_path)
+        except ValueError as error:
+            raise ResultsError(f"--resume {run_dir}: {error}") from None
         if previous.get("config_hash") != config_hash:
             raise ResultsError(f"--resume {run_dir}: its configuration (hash {previous.get('config_hash')}) "
-                               f"differs from this one ({config_hash})")
+                               f"differs from this one ({config_hash}); give the same --preset, --set and --seed")
         if previous.get("status") != "running":
             raise ResultsError(f"--resume {run_dir}: that run is already {previous.get('status')}")
         if not (run_dir / CHECKPOINT).exists():
             raise ResultsError(f"--resume {run_dir}: no checkpoint to resume from")
-        trainer.load_checkpoint(run_dir / CHECKPOINT, len(train_data), run.train.seed)
-        run_id = run_dir.name
-        started_at = previous.get("started_at")
-    else:
+        return run_dir, previous.get("started_at")
+    return None
+
+
+def _claim_new_run_dir(run: RunConfig, out: Path, config_hash: str) -> Path:
+    while True:  # claim the directory: a concurrent run that drew the same id gets another one
         run_id = new_run_id(run.task_name, run.model_name, run.preset, run.train.seed, config_hash)
-        run_dir = out / run_id
+        try:
+            (out / run_id).mkdir()
+        except FileExistsError:
+            continue
+        return out / run_id
+
+
+def execute(run: RunConfig, out: Path | str = "results", resume: str | None = None, progress: bool = True,
+            stop_after_step: int | None = None, world: World | None = None) -> dict[str, Any]:
+    """Train and evaluate one run, writing results/<run_id>/summary.json atomically.
+
+    resume: None (fresh run), "auto" (newest unfinished run with the same config in `out`), or a
+    run directory. stop_after_step: test hook that raises StopRequested after that step's checkpoint.
+    world: the data-parallel ranks (default: from torchrun's environment, else one process); only
+    rank 0 writes.
+    """
+    out = Path(out)
+    world = world or current_world(run.device)
+    config_hash = run.config_hash()
+    # rank 0 checks --out and --resume and picks the run directory; every rank gets it, or the same error
+    resuming = _on_main(world, lambda: _find_run_to_resume(out, resume, config_hash))
+    task, model = build(run)
+    train_data = task.build("train")
+    eval_data = {name: task.build(name) for name in task.eval_splits()}
+    trainer = Trainer(model, task.spec, run.train, run.device, progress=progress, world=world)
+    reset_peak_memory(run.device)   # measurement depth: this run's peak only
+    if resuming is None:  # claimed only now: a config or data error leaves no empty run folder behind
+        run_dir = _on_main(world, lambda: _claim_new_run_dir(run, out, config_hash))
         started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    else:
+        run_dir, started_at = resuming
+        try:
+            trainer.load_checkpoint(run_dir / CHECKPOINT, len(train_data), run.train.seed)
+        except Exception as error:  # truncated or foreign file: safetensors/torch raise many kinds
+            raise ResultsError(f"--resume {run_dir}: unreadable checkpoint ({type(error).__name__}: "
+                               f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from None
+    run_id = run_dir.name
+    write = atomic_write_json if world.is_main else (lambda path, payload: None)
 
     summary: dict[str, Any] = {
         "schema": SCHEMA_VERSION, "run_id": run_id, "status": "running", "config_hash": config_hash,
         "model": run.model_name, "task": run.task_name, "preset": run.preset, "seed": run.train.seed,
-        "device": run.device, "started_at": started_at, "config": run.to_dict(),
+        "device": run.device, "processes": world.size, "started_at": started_at, "config": run.to_dict(),
         **model.parameter_counts(), "match": run.extra.get("match"),
         "data": {"train_examples": len(train_data), **{f"{k}_examples": len(v) for k, v in eval_data.items()}},
     }
     summary_path = run_dir / SUMMARY
-    atomic_write_json(summary_path, summary)
+    write(summary_path, summary)
 
     total = run.train.total_steps
     every = run.train.checkpoint_every or max(1, total // 10)
@@ -160,12 +210,21 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
         summary.update(status="diverged", diverged_step=diverged.step, diverged_value=str(diverged.value),
                        finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        train={"steps": trainer.step, "curve": trainer.curve})
-        atomic_write_json(summary_path, summary)
+        write(summary_path, summary)
         return summary
 
-    metrics = evaluate_splits(trainer, task, eval_data)
+    metrics = evaluate_splits(trainer, task, eval_data, run_dir)
     inference_flops = trainer.inference_flops_per_example(eval_data[first_split])
     segments_eval = run.train.eval_segments or run.train.segments
+    # --- measurement depth (bench/analysis.py): memory is read before the diagnostic passes, whose
+    # batches differ from training's; MFU against the device's peak (bench/measure.py).
+    memory = peak_memory_bytes(run.device)
+    diagnostics = run_diagnostics(trainer, task, eval_data[first_split])
+    throughput = metrics[first_split]["examples_per_second"]
+    mfu = model_flops_utilisation(run.device, trainer.flops_per_step * trainer.step / max(trainer.train_seconds, 1e-9)
+                                  if trainer.flops_per_step else None,
+                                  inference_flops * throughput if throughput else None)
+    # --- end measurement depth
     summary.update(
         status="complete",
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -182,9 +241,12 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
         inference={"flops_per_example": inference_flops, "segments": segments_eval,
                    "halting": run.train.eval_halting,
                    "examples_per_second": metrics[first_split]["examples_per_second"]},
-        memory=peak_memory_bytes(run.device),
+        memory=memory,
+        mfu=mfu,
+        **({"diagnostics": diagnostics} if diagnostics is not None else {}),
         environment=environment(run.device),
     )
-    atomic_write_json(summary_path, summary)
-    (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    write(summary_path, summary)
+    if world.is_main:
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
     return summary

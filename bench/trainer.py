@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from bench.config import TrainConfig
+from bench.distributed import World
 from bench.losses import LOSSES, sequence_mean_loss
 from bench.measure import Stopwatch, count_flops
 from bench.optim import AdamAtan2, SignSGD, learning_rate
@@ -72,6 +73,10 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def _cat(parts: list[torch.Tensor], empty: torch.Tensor) -> torch.Tensor:
+    return torch.cat(parts) if parts else empty
+
+
 def sequence_correct(logits: torch.Tensor, labels: torch.Tensor, ignore_label: int) -> torch.Tensor:
     mask = labels != ignore_label
     return ((logits.argmax(-1) == labels) | ~mask).all(-1)
@@ -98,8 +103,12 @@ class EvalResult:
 
 class Trainer:
     def __init__(self, model: SegmentModel, spec: TaskSpec, config: TrainConfig, device: torch.device | str,
-                 progress: bool = True):
+                 progress: bool = True, world: World | None = None):
         self.model = model.to(device)
+        # data parallel (bench/distributed.py): this process trains its rows of the global batch
+        self.world = world or World()
+        self.local_batch_size = self.world.local_batch_size(config.batch_size)
+        self.world.broadcast_parameters(self.model)
         self.spec = spec
         self.config = config
         self.device = torch.device(device)
@@ -156,25 +165,26 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     # ---------------------------------------------------------------- one optimiser step
-    def _refill(self, data: TaskData) -> None:
-        """Rows that halted take fresh examples and restart their carry."""
-        batch_size = self.config.batch_size
-        fresh = _to(data.batch(self.sampler.next(batch_size)), self.device)
+    def _refill(self, data: TaskData) -> torch.Tensor:
+        """Rows that halted take fresh examples and restart their carry; returns how many did."""
+        batch_size = self.local_batch_size
+        # every rank draws the global batch's indices and keeps its rows (same order as one process)
+        fresh = _to(data.batch(self.world.rows(self.sampler.next(self.config.batch_size))), self.device)
         if self.batch is None:
             self.batch = fresh
             self.carry = self.model.initial_carry(fresh)
             self.steps_in_carry = torch.zeros(batch_size, dtype=torch.long, device=self.device)
             self.halted = torch.ones(batch_size, dtype=torch.bool, device=self.device)
         reset = self.halted
-        self.examples += int(reset.sum())
         self.batch = _tree_where(reset, fresh, self.batch)
         self.carry = self.model.reset_carry(self.carry, reset, self.batch)
         self.steps_in_carry = torch.where(reset, 0, self.steps_in_carry)
+        return reset.sum()
 
     def train_step(self, data: TaskData) -> dict[str, float]:
         config, spec = self.config, self.spec
         self.model.train()
-        self._refill(data)
+        refilled = self._refill(data)
         lr = self._set_learning_rates()
         batch = self.batch
         with self._autocast():
@@ -184,7 +194,7 @@ class Trainer:
         labels = batch["labels"]
         lm_loss = sequence_mean_loss(self.loss_fn(logits, labels, spec.ignore_label), labels, spec.ignore_label)
         loss = lm_loss
-        metrics: dict[str, float] = {}
+        means: dict[str, torch.Tensor] = {}  # per-rank means, averaged over ranks below
         with torch.no_grad():
             correct = sequence_correct(logits, labels, spec.ignore_label)
             is_last = self.steps_in_carry >= config.segments
@@ -192,14 +202,16 @@ class Trainer:
             wants_halt = halting_decision(outputs)
             if config.act and config.segments > 1 and wants_halt is not None:
                 halted |= wants_halt
-                explore = torch.rand(halted.shape, device=self.device) < config.halt_exploration_prob
-                minimum = torch.randint(2, config.segments + 1, halted.shape, device=self.device)
+                # drawn for the global batch and sliced, so the draws do not depend on the rank count
+                global_rows = (config.batch_size,)
+                explore = self.world.rows(torch.rand(global_rows, device=self.device)) < config.halt_exploration_prob
+                minimum = self.world.rows(torch.randint(2, config.segments + 1, global_rows, device=self.device))
                 halted &= self.steps_in_carry >= torch.where(explore, minimum, 0)
         if "q_halt_logits" in outputs:
             q_halt_loss = F.binary_cross_entropy_with_logits(outputs["q_halt_logits"], correct.float())
             loss = loss + config.q_loss_weight * q_halt_loss
-            metrics["q_halt_loss"] = q_halt_loss.item()
-            metrics["q_halt_accuracy"] = ((outputs["q_halt_logits"] > 0) == correct).float().mean().item()
+            means["q_halt_loss"] = q_halt_loss.detach()
+            means["q_halt_accuracy"] = ((outputs["q_halt_logits"] > 0) == correct).float().mean()
         if config.act and config.segments > 1 and "q_continue_logits" in outputs:
             with torch.no_grad(), self._autocast():
                 _, next_outputs = self.model(carry, batch)
@@ -207,14 +219,23 @@ class Trainer:
             target = torch.sigmoid(torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue)))
             q_continue_loss = F.binary_cross_entropy_with_logits(outputs["q_continue_logits"], target)
             loss = loss + config.q_loss_weight * q_continue_loss
-            metrics["q_continue_loss"] = q_continue_loss.item()
+            means["q_continue_loss"] = q_continue_loss.detach()
         if "aux_loss" in outputs:
             loss = loss + outputs["aux_loss"]
-        if not math.isfinite(loss.item()):
-            raise Diverged(self.step, loss.item())
+        means.update(loss=loss.detach(), lm_loss=lm_loss.detach(), exact_accuracy=correct.float().mean())
+        # scalar diagnostics a model reports per batch (DEQ: solver_steps, solver_residual) go into the curve
+        means.update({key: value.detach().float() for key, value in outputs.items()
+                      if torch.is_tensor(value) and value.dim() == 0 and key not in means})
+        sums = {"examples": refilled, "halted": halted.sum(), "halted_segments": self.steps_in_carry[halted].sum()}
+        metrics = self.world.reduce_metrics(means, sums)
+        self.examples += int(metrics.pop("examples"))
+        halted_rows, halted_segments = metrics.pop("halted"), metrics.pop("halted_segments")
+        if not math.isfinite(metrics["loss"]):  # the rank-averaged loss: every rank stops together
+            raise Diverged(self.step + 1, metrics["loss"])  # 1-based, as the training curve counts
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.world.average_gradients(self.model.parameters())
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         for optimizer in self.optimizers:
@@ -226,12 +247,7 @@ class Trainer:
         self.carry = {k: v.detach() for k, v in carry.items()}
         self.halted = halted
         self.step += 1
-        metrics.update(loss=loss.item(), lm_loss=lm_loss.item(), lr=lr,
-                       exact_accuracy=correct.float().mean().item(),
-                       mean_segments=self.steps_in_carry[halted].float().mean().item() if halted.any() else float("nan"))
-        # scalar diagnostics a model reports per batch (DEQ: solver_steps, solver_residual) go into the curve
-        metrics.update({key: value.item() for key, value in outputs.items()
-                        if torch.is_tensor(value) and value.dim() == 0 and key not in metrics})
+        metrics.update(lr=lr, mean_segments=halted_segments / halted_rows if halted_rows else float("nan"))
         return metrics
 
     # ---------------------------------------------------------------- training loop
@@ -241,7 +257,8 @@ class Trainer:
         if self.sampler is None:
             self.sampler = Sampler(len(data), seed)
         total = self.config.total_steps
-        bar = tqdm(total=total, initial=self.step, desc="train", unit="step", disable=not self.progress,
+        bar = tqdm(total=total, initial=self.step, desc="train", unit="step",
+                   disable=not (self.progress and self.world.is_main),
                    dynamic_ncols=True, leave=False)
         try:
             while self.step < total:
@@ -249,7 +266,7 @@ class Trainer:
                     if self.flops_per_step is None:
                         with count_flops() as counted:
                             metrics = self.train_step(data)
-                        self.flops_per_step = counted["flops"]
+                        self.flops_per_step = self.world.sum_int(counted["flops"])  # all ranks' work
                     else:
                         metrics = self.train_step(data)
                 self.train_seconds += watch.elapsed
@@ -282,12 +299,13 @@ class Trainer:
         model = self.eval_model()
         model.eval()
         count = len(data) if max_examples <= 0 else min(max_examples, len(data))
+        begin, end = self.world.shard(count)  # this rank's share; gathered below
         predictions, confidences, used = [], [], []
         per_segment: list[list[torch.Tensor]] = [[] for _ in range(segments)] if keep_per_segment else []
         watch = Stopwatch(self.device)
         with watch:
-            for start in range(0, count, config.eval_batch_size):
-                index = torch.arange(start, min(start + config.eval_batch_size, count))
+            for start in range(begin, end, config.eval_batch_size):
+                index = torch.arange(start, min(start + config.eval_batch_size, end))
                 batch = _to(data.batch(index), self.device)
                 carry = model.initial_carry(batch)
                 size = len(index)
@@ -314,8 +332,15 @@ class Trainer:
                 predictions.append(final.cpu())
                 confidences.append(confidence.cpu())
                 used.append(segments_used.cpu())
-        return EvalResult(torch.cat(predictions), torch.cat(confidences), torch.cat(used),
-                          [torch.cat(p) for p in per_segment], watch.elapsed)
+        empty = torch.empty((0, data.labels.shape[1]), dtype=data.labels.dtype)
+        local = (_cat(predictions, empty), _cat(confidences, torch.empty(0)), _cat(used, torch.empty(0, dtype=torch.long)),
+                 [_cat(p, empty) for p in per_segment])
+        if self.world.distributed:  # every rank gets the whole split, in rank (= example) order
+            shards = self.world.gather_objects(local)
+            local = (torch.cat([s[0] for s in shards]), torch.cat([s[1] for s in shards]),
+                     torch.cat([s[2] for s in shards]),
+                     [torch.cat([s[3][i] for s in shards]) for i in range(len(per_segment))])
+        return EvalResult(*local, watch.elapsed)
 
     def inference_flops_per_example(self, data: TaskData, segments: int | None = None) -> int:
         """FLOPs of a full evaluation forward (all segments) on one real example."""
@@ -347,13 +372,15 @@ class Trainer:
         if self.ema is not None:
             for key, value in self.ema.items():
                 tensors[f"ema.{key}"] = value
+        # rows of the global batch: gathered from every rank (a collective — call on all ranks)
+        gather = self.world.gather_rows
         for key, value in (self.carry or {}).items():
-            tensors[f"carry.{key}"] = value
+            tensors[f"carry.{key}"] = gather(value)
         for key, value in (self.batch or {}).items():
-            tensors[f"batch.{key}"] = value
+            tensors[f"batch.{key}"] = gather(value)
         if self.halted is not None:
-            tensors["state.halted"] = self.halted.to(torch.uint8)
-            tensors["state.steps_in_carry"] = self.steps_in_carry
+            tensors["state.halted"] = gather(self.halted.to(torch.uint8))
+            tensors["state.steps_in_carry"] = gather(self.steps_in_carry)
         tensors["rng.torch"] = torch.get_rng_state()
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state()
@@ -368,7 +395,8 @@ class Trainer:
         from safetensors.torch import save
 
         tensors, meta = self.state_tensors()
-        atomic_write_bytes(Path(path), save(tensors, metadata={"trainer": json.dumps(meta)}))
+        if self.world.is_main:
+            atomic_write_bytes(Path(path), save(tensors, metadata={"trainer": json.dumps(meta)}))
 
     def load_checkpoint(self, path: Path, data_size: int, seed: int) -> None:
         from safetensors import safe_open
@@ -387,11 +415,12 @@ class Trainer:
             optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][index]})
         if self.ema is not None:
             self.ema = {k[4:]: v.to(self.device) for k, v in tensors.items() if k.startswith("ema.")}
-        self.carry = {k[6:]: v.to(self.device) for k, v in tensors.items() if k.startswith("carry.")}
-        self.batch = {k[6:]: v.to(self.device) for k, v in tensors.items() if k.startswith("batch.")} or None
+        rows = self.world.rows  # this rank's rows of the saved global batch
+        self.carry = {k[6:]: rows(v).to(self.device) for k, v in tensors.items() if k.startswith("carry.")}
+        self.batch = {k[6:]: rows(v).to(self.device) for k, v in tensors.items() if k.startswith("batch.")} or None
         if "state.halted" in tensors:
-            self.halted = tensors["state.halted"].bool().to(self.device)
-            self.steps_in_carry = tensors["state.steps_in_carry"].to(self.device)
+            self.halted = rows(tensors["state.halted"]).bool().to(self.device)
+            self.steps_in_carry = rows(tensors["state.steps_in_carry"]).to(self.device)
         torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"])

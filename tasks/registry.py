@@ -6,6 +6,7 @@ A task is a config dataclass plus a class with:
     build(split)              -> TaskData for "train" or any name in eval_splits() (seeded by config)
     eval_splits()             -> names of evaluation splits ("test", larger mazes, longer numbers …)
     score(data, predictions)  -> dict with at least token_accuracy, exact_accuracy (+ task extras)
+    write_artifacts(...)      -> optional files for the run directory (default none)
     render(data, index, prediction=None) -> text of one example
     stats(data)               -> dict of dataset statistics for `bench data`
 
@@ -92,6 +93,12 @@ class Task:
 
     def score(self, data: TaskData, predictions: torch.Tensor, **extra) -> dict[str, Any]:
         return token_and_exact_accuracy(predictions, data.labels, self.spec.ignore_label)
+
+    def write_artifacts(self, run_dir: Path, split: str, data: TaskData, predictions: torch.Tensor,
+                        confidences: torch.Tensor | None = None) -> list[str]:
+        """Task-specific files written into the run directory after scoring (e.g. ARC's Kaggle
+        submission.json); returns their names. Default: none."""
+        return []
 
     def render(self, data: TaskData, index: int, prediction: torch.Tensor | None = None) -> str:
         raise NotImplementedError

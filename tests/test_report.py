@@ -1,0 +1,95 @@
+"""`bench report` on a fixture results/ tree: corrupt, partial, running and diverged runs included."""
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from report_fixture import write_fixture  # noqa: E402
+
+from bench.cli import main  # noqa: E402
+from bench.report import write_report  # noqa: E402
+
+FIGURES = ("accuracy_vs_params", "accuracy_vs_flops", "test_time_compute", "fixed_point", "extrapolation",
+           "training", "act")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    results = write_fixture(root / "results")
+    path, warnings = write_report(results, root / "reports")
+    return root, path, warnings
+
+
+def test_bad_files_are_skipped_with_warnings_naming_them(built):
+    root, _, warnings = built
+    text = "\n".join(warnings)
+    for name in ("corrupt-run", "partial-run", "running-run"):
+        assert f"{root / 'results' / name / 'summary.json'}" in text
+    assert len(warnings) == 3
+    assert "figure could not be drawn" not in text
+
+
+def test_markdown_main_table_has_intervals_and_single_seed_labels(built):
+    _, path, _ = built
+    text = path.read_text()
+    # hrm seeds 0.71, 0.74, 0.69: mean 71.33, sd 2.517, t(2)=4.3027 → ± 6.25
+    assert re.search(r"\| maze\s+\| hrm\s+\| 3 \(\+1 diverged\)\s+\| 71\.3 ± 6\.3 \(n=3\)", text)
+    assert "52.0 (1 seed)" in text           # the looped transformer has one seed
+    assert "hrm on maze: 1 of 4 seeds diverged (steps 120)" in text
+    assert "diverged at step 120" in text    # the per-run table
+    assert "**hrm** beats transformer on maze (exact accuracy) by 40.0 ± " in text
+    assert "includes zero" in text            # weak evidence is said to be weak
+    assert "single-seed evidence" in text
+    for name in FIGURES:
+        assert f"](figures/{name}.png)" in text
+
+
+def test_figures_are_written_and_the_html_embeds_them(built):
+    root, _, _ = built
+    for name in FIGURES:
+        assert (root / "reports" / "figures" / f"{name}.png").stat().st_size > 5000
+        svg = (root / "reports" / "figures" / f"{name}.svg").read_text()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    page = (root / "reports" / "index.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(FIGURES)
+    assert 'src="figures/' not in page       # self-contained
+    assert "<table" in page and "71.3 ± 6.3 (n=3)" in page
+    assert "<strong>hrm</strong> beats transformer" in page
+
+
+def test_filters_and_cli(tmp_path, capsys):
+    results = write_fixture(tmp_path / "results")
+    code = main(["report", "--results", str(results), "--out", str(tmp_path / "out"), "--model", "looped"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "warning: skipped" in captured.err and "corrupt-run" in captured.err
+    text = (tmp_path / "out" / "index.md").read_text()
+    assert "looped" in text and "| hrm" not in text and "| transformer" not in text
+
+
+def test_unwritable_out_is_one_line_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["report", "--results", str(tmp_path), "--out", str(blocker / "reports")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: output directory") and "Traceback" not in error
+
+
+def test_odd_diagnostics_and_an_empty_tree_never_crash(tmp_path):
+    results = write_fixture(tmp_path / "results")
+    path = next(results.glob("maze-looped-*/summary.json"))
+    summary = json.loads(path.read_text())
+    summary["diagnostics"] = {"test_time_compute": {"model.eval_loops": {"points": "garbage"}},
+                              "fixed_point": {"x": {"residuals": {"z": ["inf", None, 0.1]}}}, "act": [1, 2]}
+    summary["train"]["curve"] = [{"step": "a"}, 3]
+    path.write_text(json.dumps(summary))
+    index, warnings = write_report(results, tmp_path / "out", models=["looped"])
+    assert "52.0 (1 seed)" in index.read_text()
+    assert any("ignored malformed" in w and "diagnostics.test_time_compute.model.eval_loops" in w for w in warnings)
+    assert not any("could not" in w for w in warnings)
+    empty, _ = write_report(tmp_path / "nothing", tmp_path / "empty")
+    assert "No finished runs yet" in empty.read_text()
