@@ -17,7 +17,8 @@ from bench.config import resolve
 from bench.runner import StopRequested, execute
 
 ROOT = Path(__file__).resolve().parent.parent
-SMOKE = ["--model", "transformer", "--task", "maze", "--preset", "smoke", "--device", "cpu", "--quiet"]
+# --match none: the same config as the library's resolve() default, so --resume finds the fixture's run
+SMOKE = ["--model", "transformer", "--task", "maze", "--preset", "smoke", "--device", "cpu", "--quiet", "--match", "none"]
 
 
 @pytest.fixture(scope="module")
