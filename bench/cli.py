@@ -86,7 +86,7 @@ def _print_summary(summary: dict, out: Path) -> None:
     train, inference = summary["train"], summary["inference"]
     click.echo(f"run        {summary['run_id']}")
     click.echo(f"params     {summary['params']:,} (+{summary['puzzle_emb_params']:,} puzzle-embedding)")
-    if summary.get("match", {}).get("target"):
+    if (summary.get("match") or {}).get("target") or (summary.get("match") or {}).get("skipped"):
         click.echo(f"match      {_describe_match(summary['match'])}")
     for split, metrics in summary["metrics"].items():
         click.echo(f"{split:<10} exact {metrics['exact_accuracy']:.4f}  token {metrics['token_accuracy']:.4f}"
@@ -99,6 +99,8 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 
 def _describe_match(match: dict) -> str:
+    if "skipped" in match:
+        return f"{match['mode']} skipped: {match['skipped']}"
     return (f"{match['mode']} → {match['reference']}: target {match['target']:,}, achieved {match['achieved']:,} "
             f"({match['relative_error']:+.2%})")
 
@@ -178,7 +180,7 @@ def info(model_name, task_name, preset, overrides, match, as_json):
     click.echo(f"{model_name} on {task_name} ({preset})")
     click.echo(f"  params            {payload['params']:,}")
     click.echo(f"  puzzle-emb params {payload['puzzle_emb_params']:,}")
-    if (payload["match"] or {}).get("target"):
+    if (payload["match"] or {}).get("target") or (payload["match"] or {}).get("skipped"):
         click.echo(f"  match             {_describe_match(payload['match'])}")
     click.echo(f"  FLOPs/example     {payload['flops_per_example']:,} ({segments} segment(s))")
     click.echo(f"  sequence length   {payload['seq_len']}, vocab {payload['vocab_size']}")

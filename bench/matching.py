@@ -22,7 +22,6 @@ gives the key; `apply()` does that for every mode, including none.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any, Callable
 
 import torch
@@ -198,7 +197,7 @@ def search(config, measure: Callable[[Any], int], target: int, tolerance: float 
     return best
 
 
-def apply(run, mode: str = "none", overrides=(), explicit: set[str] | frozenset = frozenset()):
+def apply(run, mode: str = "params", overrides=(), explicit: set[str] | frozenset = frozenset()):
     """HRM-derived defaults, then sizing by `mode`; returns the run with `extra["match"]` recorded.
 
     explicit: model.* keys a preset or --set gave (reference defaults never override those).
@@ -218,7 +217,6 @@ def apply(run, mode: str = "none", overrides=(), explicit: set[str] | frozenset 
     reference = reference_run(run, overrides)
     if reference is None:
         reason = f"reference model {REFERENCE_MODEL!r} is not registered: model kept at its own defaults, unmatched"
-        warnings.warn(reason)
         run.extra["match"] = {"mode": mode, "reference": REFERENCE_MODEL, "skipped": reason}
         return run
     if defaults:
@@ -232,9 +230,10 @@ def apply(run, mode: str = "none", overrides=(), explicit: set[str] | frozenset 
     set_by_user = {key.split(".", 1)[1] for key in parse_overrides(overrides) if key.startswith("model.")}
     knobs = {WIDTH, *(name for name, *_ in FINE_KNOBS), "ffn_multiple"}
     clash = sorted(set_by_user & knobs & {f.name for f in dataclasses.fields(run.model)})
-    if clash:
-        raise _error(f"--match {mode} chooses {', '.join('model.' + k for k in clash)}; "
-                     f"drop the --set or use --match none")
+    if clash:  # the user's explicit size wins; the run says it is unmatched
+        reason = f"{', '.join('model.' + k for k in clash)} set explicitly: not resized"
+        run.extra["match"] = {"mode": mode, "reference": REFERENCE_MODEL, "skipped": reason}
+        return run
     spec = task_spec(run)
     target = _measure(mode, REFERENCE_MODEL, task_spec(reference), reference.train)(reference.model)
     try:

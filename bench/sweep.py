@@ -42,7 +42,7 @@ class RunSpec:
     preset: str
     overrides: tuple[str, ...] = ()
     device: str = "cpu"
-    match: str = "none"          # bench/matching.py: params | flops | none (the CLI defaults to params)
+    match: str = "params"        # bench/matching.py: params | flops | none
 
     @property
     def label(self) -> str:
@@ -65,7 +65,7 @@ class Outcome:
 
 
 def grid(models: Iterable[str], tasks: Iterable[str], seeds: int, preset: str, overrides: Iterable[str] = (),
-         device: str = "cpu", match: str = "none") -> list[RunSpec]:
+         device: str = "cpu", match: str = "params") -> list[RunSpec]:
     """Every (task, model, seed), each config resolved now so a typo fails before any run starts."""
     specs = [RunSpec(model, task, seed, preset, tuple(overrides), device, match)
              for task in tasks for model in models for seed in range(seeds)]
@@ -175,7 +175,7 @@ def sweep(models: list[str], tasks: list[str], seeds: int, preset: str, out: str
           overrides: Iterable[str] = (), address: str | None = None, backend: str = "auto", retries: int = 2,
           cpus_per_run: float = 1, gpus_per_run: float | None = None, device: str = "auto",
           say: Callable[[str], None] = print, ray_init: dict[str, Any] | None = None,
-          match: str = "none") -> list[Outcome]:
+          match: str = "params") -> list[Outcome]:
     """Run the grid; returns one Outcome per (task, model, seed) in grid order."""
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")

@@ -17,8 +17,7 @@ from bench.config import resolve
 from bench.runner import StopRequested, execute
 
 ROOT = Path(__file__).resolve().parent.parent
-# --match none: the same config as the library's resolve() default, so --resume finds the fixture's run
-SMOKE = ["--model", "transformer", "--task", "maze", "--preset", "smoke", "--device", "cpu", "--quiet", "--match", "none"]
+SMOKE = ["--model", "transformer", "--task", "maze", "--preset", "smoke", "--device", "cpu", "--quiet"]
 
 
 @pytest.fixture(scope="module")

@@ -91,18 +91,19 @@ def test_unrolled_presets_mirror_hrms_schedule():
             "ffn_multiple", "pos_encoding", "puzzle_emb_len")
     for task in task_names():
         for preset in PRESETS:
-            hrm, unrolled = resolve("hrm", task, preset).model, resolve("unrolled", task, preset).model
+            hrm = resolve("hrm", task, preset).model
+            unrolled = resolve("unrolled", task, preset, match="none").model
             assert {k: getattr(hrm, k) for k in keys} == {k: getattr(unrolled, k) for k in keys}, (task, preset)
 
 
-def test_match_is_recorded_in_the_config_hash_and_rejects_conflicting_sets(reference):
+def test_match_is_recorded_in_the_config_hash_and_an_explicit_width_wins(reference):
     name = matched_models(reference)[0]
     params = resolve(name, "maze", "smoke", match="params")
     none = resolve(name, "maze", "smoke", match="none")
     assert params.to_dict()["extra"]["match"]["mode"] == "params"
     assert params.config_hash() != none.config_hash()
-    with pytest.raises(ConfigError, match="model.hidden"):
-        resolve(name, "maze", "smoke", ["model.hidden=64"], match="params")
+    explicit = resolve(name, "maze", "smoke", ["model.hidden=64"], match="params")
+    assert explicit.model.hidden == 64 and "model.hidden set explicitly" in explicit.extra["match"]["skipped"]
     with pytest.raises(ConfigError, match="--match"):
         resolve(name, "maze", "smoke", match="widest")
 
