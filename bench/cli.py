@@ -91,6 +91,11 @@ def _print_summary(summary: dict, out: Path) -> None:
     for split, metrics in summary["metrics"].items():
         click.echo(f"{split:<10} exact {metrics['exact_accuracy']:.4f}  token {metrics['token_accuracy']:.4f}"
                    f"  segments {metrics['mean_segments_used']:.2f}")
+    for axis, points in summary.get("curves", {}).items():
+        reach = ", ".join(f"≥{float(k.split('_')[1]):.0%} up to {'—' if v is None else f'{v:g}'}"
+                          for k, v in summary["curve_reach"][axis].items())
+        click.echo(f"curve      {axis}: " + " ".join(f"{p['x']:g}:{p['exact_accuracy']:.2f}" for p in points)
+                   + f"  ({reach})")
     click.echo(f"train      {train['steps']} steps, {train['seconds']:.1f} s, {train['flops_total']:.3e} FLOPs "
                f"({train['flops_per_second'] / 1e9:.1f} GFLOP/s)")
     click.echo(f"inference  {inference['flops_per_example']:.3e} FLOPs/example, "

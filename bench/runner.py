@@ -95,6 +95,23 @@ def extrapolation_curves(task, metrics: dict[str, dict[str, Any]]) -> dict[str, 
     return curves
 
 
+def curve_reach(curves: dict[str, list[dict[str, Any]]], thresholds: tuple[float, ...] = (0.99, 0.5)
+                ) -> dict[str, dict[str, float | None]]:
+    """summary["curve_reach"][axis]["exact_T"] = the largest x up to which *every* point has exact
+    accuracy >= T (None if the first point already falls short): "extrapolates up to length x"."""
+    reach: dict[str, dict[str, float | None]] = {}
+    for axis, points in curves.items():
+        reach[axis] = {}
+        for threshold in thresholds:
+            reached = None
+            for point in points:
+                if point["exact_accuracy"] < threshold:
+                    break
+                reached = point["x"]
+            reach[axis][f"exact_{threshold:g}"] = reached
+    return reach
+
+
 def _on_main(world: World, function):
     """Run `function` on rank 0 only; every rank gets its result, or raises its ResultsError."""
     result = None
@@ -214,6 +231,7 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
         return summary
 
     metrics = evaluate_splits(trainer, task, eval_data, run_dir)
+    curves = extrapolation_curves(task, metrics)
     inference_flops = trainer.inference_flops_per_example(eval_data[first_split])
     segments_eval = run.train.eval_segments or run.train.segments
     # --- measurement depth (bench/analysis.py): memory is read before the diagnostic passes, whose
@@ -229,7 +247,8 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
         status="complete",
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         metrics=metrics,
-        curves=extrapolation_curves(task, metrics),
+        curves=curves,
+        curve_reach=curve_reach(curves),
         exact_accuracy=metrics[first_split]["exact_accuracy"],
         token_accuracy=metrics[first_split]["token_accuracy"],
         train={"steps": trainer.step, "examples": trainer.examples, "batch_size": run.train.batch_size,

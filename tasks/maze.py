@@ -8,6 +8,18 @@ it is *a* shortest path (several may exist), not only when it equals the stored 
 
 The generator is compiled with numba (a pure-Python BFS loop manages ≈170 hard 30×30 mazes per
 minute; the target is ≥2000) and seeded; generated sets are cached on disk by (config, split).
+
+Size extrapolation (`task.eval_grids=[20,30]`, DeepThinking-style): train at `grid`, evaluate at
+each larger N in split `test_grid_N` (curve axis "grid"; the "test" split is its first point).
+Every split then shares one geometry of width W = the largest grid, so "the cell below" is always
+W positions away:
+  positions  each maze keeps its own N² tokens; `positions` carries row·W + col (the position
+             tables are sized W² via TaskSpec.max_len). Cheap; for models that use positions.
+  canvas     each maze is drawn in the top-left corner of a W×W canvas of PAD (ignored in the loss)
+             — every split has W² tokens; for models that need one length (MLP mixer) or read
+             the sequence in order without positions (state-space models).
+Recurrent models may run more iterations at test time (train.eval_segments, or the model's
+test-time key). Larger grids keep the same relative hardness: min_path scales as default_min_path.
 """
 from __future__ import annotations
 
@@ -21,12 +33,13 @@ import numba
 import numpy as np
 import torch
 
-from tasks.registry import (DataError, Task, TaskData, TaskSpec, cached_arrays, register_task,
+from tasks.registry import (IGNORE_LABEL, DataError, Task, TaskData, TaskSpec, cached_arrays, register_task,
                             token_and_exact_accuracy)
 
 CHARSET = "# SGo"  # wall, open, start, goal, path → tokens 1..5 (0 = PAD)
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
 VOCAB_SIZE = 6
+PAD_ID = 0
 
 
 @dataclass
@@ -40,6 +53,8 @@ class MazeConfig:
     seed: int = 0                  # data seed (independent of the training seed: same data for every model)
     path: str = ""                 # load the reference CSV (source,question,answer,rating) instead of generating
     test_path: str = ""            # optional CSV for the test split when `path` is set
+    eval_grids: list[int] = field(default_factory=list)  # size extrapolation: extra splits test_grid_N
+    eval_layout: str = "positions"  # how larger grids reach the model: positions | canvas (see below)
 
 
 def default_min_path(grid: int) -> int:
@@ -296,7 +311,43 @@ class MazeTask(Task):
         self.min_path = config.min_path or default_min_path(config.grid)
         if self.min_path >= config.grid * config.grid // 2:
             raise ValueError(f"task.min_path={self.min_path} is unreachable on a {config.grid}×{config.grid} grid")
-        self.spec = TaskSpec(vocab_size=VOCAB_SIZE, seq_len=config.grid * config.grid)
+        if any(not config.grid < n <= 64 for n in config.eval_grids):
+            raise ValueError(f"task.eval_grids must be larger than task.grid={config.grid} and <= 64")
+        if config.eval_layout not in ("positions", "canvas"):
+            raise ValueError(f"task.eval_layout must be 'positions' or 'canvas', got {config.eval_layout!r}")
+        self.width = max([config.grid, *config.eval_grids])  # the geometry every split shares
+        self.canvas = bool(config.eval_grids) and config.eval_layout == "canvas"
+        side = self.width if self.canvas else config.grid
+        self.spec = TaskSpec(vocab_size=VOCAB_SIZE, seq_len=side * side, max_len=self.width * self.width)
+
+    def eval_splits(self) -> list[str]:
+        return ["test"] + [f"test_grid_{n}" for n in self.config.eval_grids]
+
+    def curve_point(self, split: str) -> tuple[str, float] | None:
+        if not self.config.eval_grids:
+            return None
+        if split == "test":
+            return ("grid", self.config.grid)
+        if split.startswith("test_grid_"):
+            return ("grid", int(split.removeprefix("test_grid_")))
+        return None
+
+    def grid_min_path(self, grid: int) -> int:
+        """min_path at another grid size: the same relative hardness as at the training grid."""
+        if grid == self.config.grid:
+            return self.min_path
+        if not self.config.min_path:
+            return default_min_path(grid)
+        return round(self.config.min_path * default_min_path(grid) / default_min_path(self.config.grid))
+
+    def _split_grid(self, split: str) -> int:
+        if split.startswith("test_grid_") and split.removeprefix("test_grid_").isdigit():
+            grid = int(split.removeprefix("test_grid_"))
+            if grid in self.config.eval_grids:
+                return grid
+        if split in ("train", "test"):
+            return self.config.grid
+        raise DataError(f"unknown maze split {split!r}; splits: train, {', '.join(self.eval_splits())}")
 
     def _arrays(self, split: str) -> dict[str, np.ndarray]:
         config = self.config
@@ -322,20 +373,46 @@ class MazeTask(Task):
                     raise DataError("maze test split overlaps the training split; change task.seed")
                 return {k: (v[keep] if v.ndim else v) for k, v in arrays.items()}
             return cached_arrays("maze", config, "test", make_test)
+        grid = self._split_grid(split)
+        if grid != config.grid:
+            # seeds odd like "test" (never a train seed) and distinct per size
+            return cached_arrays("maze", config, split, lambda: generate(
+                config.test_size, grid, self.grid_min_path(grid), config.wall_min, config.wall_max,
+                seed=2 * config.seed + 1 + 1000 * grid))
         raise DataError(f"unknown maze split {split!r}; splits: {', '.join(self.eval_splits())}")
 
     def build(self, split: str) -> TaskData:
+        grid = self._split_grid(split)
         arrays = self._arrays(split)
         inputs = torch.from_numpy(arrays["questions"].astype(np.int64))
         labels = torch.from_numpy(arrays["answers"].astype(np.int64))
-        meta = {"path_lengths": arrays["lengths"].tolist(), "grid": self.config.grid}
+        meta = {"path_lengths": arrays["lengths"].tolist(), "grid": grid}
         if "drawn" in arrays:
             meta["layouts_drawn"] = int(arrays["drawn"])
-        return TaskData(inputs, labels, torch.zeros(len(inputs), dtype=torch.long), meta)
+        positions = None
+        if self.canvas:
+            inputs, labels = (self._on_canvas(inputs, grid, PAD_ID), self._on_canvas(labels, grid, IGNORE_LABEL))
+        elif self.config.eval_grids:
+            rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+            positions = (rows * self.width + cols).flatten().expand(len(inputs), -1)
+        return TaskData(inputs, labels, torch.zeros(len(inputs), dtype=torch.long), meta, positions)
+
+    def _on_canvas(self, cells: torch.Tensor, grid: int, fill: int) -> torch.Tensor:
+        canvas = torch.full((len(cells), self.width, self.width), fill, dtype=cells.dtype)
+        canvas[:, :grid, :grid] = cells.view(-1, grid, grid)
+        return canvas.flatten(1)
+
+    def _cells(self, tokens: torch.Tensor, grid: int) -> torch.Tensor:
+        """(N, grid²) maze cells of (N, L) tokens (drops the canvas margin, if any)."""
+        if not self.canvas:
+            return tokens
+        return tokens.reshape(len(tokens), self.width, self.width)[:, :grid, :grid].flatten(1)
 
     def score(self, data: TaskData, predictions: torch.Tensor, **extra) -> dict[str, Any]:
         result = token_and_exact_accuracy(predictions, data.labels, self.spec.ignore_label)
-        valid = valid_shortest_paths(data.inputs.numpy(), predictions.cpu().numpy(), self.config.grid)
+        grid = data.meta["grid"]
+        valid = valid_shortest_paths(self._cells(data.inputs, grid).numpy(),
+                                     self._cells(predictions.cpu(), grid).numpy(), grid)
         # exact accuracy = a valid shortest path (alternative shortest paths count as right)
         result["string_match"] = result["exact_accuracy"]
         result["exact_accuracy"] = float(valid.mean()) if len(valid) else 0.0
@@ -343,9 +420,9 @@ class MazeTask(Task):
         return result
 
     def render(self, data: TaskData, index: int, prediction: torch.Tensor | None = None) -> str:
-        grid = self.config.grid
+        grid = data.meta["grid"]
         def rows(tokens) -> list[str]:
-            text = decode(tokens)
+            text = decode(self._cells(torch.as_tensor(tokens)[None], grid)[0])
             return [text[r * grid:(r + 1) * grid] for r in range(grid)]
         columns = [("question", rows(data.inputs[index])), ("answer", rows(data.labels[index]))]
         if prediction is not None:
@@ -357,9 +434,9 @@ class MazeTask(Task):
 
     def stats(self, data: TaskData) -> dict[str, Any]:
         lengths = np.asarray(data.meta["path_lengths"], dtype=float)
-        walls = (data.inputs == WALL).float().mean().item()
-        stats = {"count": len(data), "grid": self.config.grid, "seq_len": self.spec.seq_len,
-                 "min_path": self.min_path, "path_length_mean": float(lengths.mean()),
+        walls = (self._cells(data.inputs, data.meta["grid"]) == WALL).float().mean().item()
+        stats = {"count": len(data), "grid": data.meta["grid"], "seq_len": int(data.inputs.shape[1]),
+                 "min_path": self.grid_min_path(data.meta["grid"]), "path_length_mean": float(lengths.mean()),
                  "path_length_median": float(np.median(lengths)), "path_length_min": int(lengths.min()),
                  "path_length_max": int(lengths.max()), "wall_fraction": walls}
         if "layouts_drawn" in data.meta:

@@ -55,18 +55,26 @@ class TaskSpec:
 
 @dataclass
 class TaskData:
-    """One split, ready for the model: inputs/labels (N, L) int64, puzzle ids (N,) int64."""
+    """One split, ready for the model: inputs/labels (N, L) int64, puzzle ids (N,) int64.
+
+    `positions` (N, L) int64, optional: task-supplied position indices that batches carry as
+    `batch["positions"]` (models' InputEmbedding uses them instead of 0..L-1).
+    """
 
     inputs: torch.Tensor
     labels: torch.Tensor
     puzzle_ids: torch.Tensor
     meta: dict[str, Any] = field(default_factory=dict)
+    positions: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
     def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"inputs": self.inputs[index], "labels": self.labels[index], "puzzle_ids": self.puzzle_ids[index]}
+        batch = {"inputs": self.inputs[index], "labels": self.labels[index], "puzzle_ids": self.puzzle_ids[index]}
+        if self.positions is not None:
+            batch["positions"] = self.positions[index]
+        return batch
 
 
 class Task:
