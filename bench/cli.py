@@ -29,6 +29,8 @@ class UserError(click.ClickException):
 
 
 def _common_run_options(function):
+    function = click.option("--match", default="params", show_default=True,
+                            help="size the model to HRM for this task/preset: params | flops | none")(function)
     function = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                             help="override a config key, dotted by section: model.*, task.*, train.*")(function)
     function = click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")(function)
@@ -52,7 +54,7 @@ def cli() -> None:
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1),
               help="run N seeds one after another: --seed, --seed+1, … (the report averages them)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def run(model_name, task_name, preset, overrides, seed, device, out, resume, seeds, quiet):
+def run(model_name, task_name, preset, overrides, match, seed, device, out, resume, seeds, quiet):
     """Train and evaluate MODEL on TASK; write results/<run_id>/summary.json."""
     from bench.distributed import current_world, shutdown
     from bench.runner import execute, resolve_device
@@ -64,7 +66,8 @@ def run(model_name, task_name, preset, overrides, seed, device, out, resume, see
     world = current_world(resolve_device(device))
     try:
         for run_seed in range(seed, seed + seeds):
-            config = resolve(model_name, task_name, preset, overrides, seed=run_seed, device=resolve_device(device))
+            config = resolve(model_name, task_name, preset, overrides, seed=run_seed, device=resolve_device(device),
+                             match=match)
             summary = execute(config, out, resume=resume, progress=not quiet, world=world)
             if not world.is_main:
                 continue
@@ -83,6 +86,8 @@ def _print_summary(summary: dict, out: Path) -> None:
     train, inference = summary["train"], summary["inference"]
     click.echo(f"run        {summary['run_id']}")
     click.echo(f"params     {summary['params']:,} (+{summary['puzzle_emb_params']:,} puzzle-embedding)")
+    if (summary.get("match") or {}).get("target") or (summary.get("match") or {}).get("skipped"):
+        click.echo(f"match      {_describe_match(summary['match'])}")
     for split, metrics in summary["metrics"].items():
         click.echo(f"{split:<10} exact {metrics['exact_accuracy']:.4f}  token {metrics['token_accuracy']:.4f}"
                    f"  segments {metrics['mean_segments_used']:.2f}")
@@ -98,6 +103,13 @@ def _print_summary(summary: dict, out: Path) -> None:
     click.echo(f"written    {out / summary['run_id'] / 'summary.json'}")
 
 
+def _describe_match(match: dict) -> str:
+    if "skipped" in match:
+        return f"{match['mode']} skipped: {match['skipped']}"
+    return (f"{match['mode']} → {match['reference']}: target {match['target']:,}, achieved {match['achieved']:,} "
+            f"({match['relative_error']:+.2%})")
+
+
 # ---- bench sweep (bench/sweep.py) ------------------------------------------------------------
 @cli.command()
 @click.option("--models", required=True, help="comma-separated model names, or all")
@@ -108,10 +120,12 @@ def _print_summary(summary: dict, out: Path) -> None:
 @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="results directory")
 @click.option("--address", default=None, help="Ray cluster to join (default: start a local one)")
 @click.option("--backend", default="auto", show_default=True, help="auto (Ray if installed) | ray | sequential")
+@click.option("--match", default="params", show_default=True,
+              help="size each model to HRM for its task/preset: params | flops | none")
 @click.option("--retries", default=2, show_default=True, type=int, help="extra attempts for a run that fails")
 @click.option("--cpus-per-run", default=1.0, show_default=True, type=float, help="CPUs each Ray task holds")
 @click.option("--gpus-per-run", default=None, type=float, help="GPUs each Ray task holds [1 if CUDA is available]")
-def sweep(models, tasks, seeds, preset, overrides, out, address, backend, retries, cpus_per_run, gpus_per_run):
+def sweep(models, tasks, seeds, preset, overrides, out, address, backend, match, retries, cpus_per_run, gpus_per_run):
     """Run every MODEL × TASK × seed (skipping finished runs); Ray when installed."""
     from bench.sweep import sweep as run_sweep
     from models.registry import model_names
@@ -121,7 +135,7 @@ def sweep(models, tasks, seeds, preset, overrides, out, address, backend, retrie
         raise ConfigError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
     outcomes = run_sweep(_names(models, model_names(), "model"), _names(tasks, task_names(), "task"), seeds, preset, out, overrides, address=address,
                          backend=backend, retries=retries, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                         say=click.echo)
+                         say=click.echo, match=match)
     failed = [o for o in outcomes if o.status == "failed"]
     counts = {status: sum(o.status == status for o in outcomes) for status in ("complete", "diverged", "skipped", "failed")}
     click.echo("done     " + ", ".join(f"{n} {status}" for status, n in counts.items()))
@@ -149,31 +163,19 @@ def list_command():
 @cli.command()
 @_common_run_options
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def info(model_name, task_name, preset, overrides, as_json):
+def info(model_name, task_name, preset, overrides, match, as_json):
     """Resolve the config and build the model (no training): params, FLOPs, shapes."""
     import dataclasses
 
-    import torch
-
-    from bench.measure import flops_of
+    from bench.matching import inference_flops
     from bench.runner import build
 
-    config = resolve(model_name, task_name, preset, overrides)
+    config = resolve(model_name, task_name, preset, overrides, match=match)
     task, model = build(config)
     segments = config.train.eval_segments or config.train.segments
-    batch = {"inputs": torch.zeros(1, task.spec.seq_len, dtype=torch.long),
-             "labels": torch.zeros(1, task.spec.seq_len, dtype=torch.long),
-             "puzzle_ids": torch.zeros(1, dtype=torch.long)}
-    model.eval()
-
-    def forward() -> None:
-        with torch.no_grad():
-            carry = model.initial_carry(batch)
-            for _ in range(segments):
-                carry, _ = model(carry, batch)
-
     payload = {"model": model_name, "task": task_name, "preset": preset, **model.parameter_counts(),
-               "flops_per_example": flops_of(forward), "segments": segments,
+               "match": config.extra.get("match"),
+               "flops_per_example": inference_flops(model, task.spec, segments), "segments": segments,
                "seq_len": task.spec.seq_len, "vocab_size": task.spec.vocab_size,
                "num_puzzle_ids": task.spec.num_puzzle_ids, "config_hash": config.config_hash(),
                "config": config.to_dict()}
@@ -183,6 +185,8 @@ def info(model_name, task_name, preset, overrides, as_json):
     click.echo(f"{model_name} on {task_name} ({preset})")
     click.echo(f"  params            {payload['params']:,}")
     click.echo(f"  puzzle-emb params {payload['puzzle_emb_params']:,}")
+    if (payload["match"] or {}).get("target") or (payload["match"] or {}).get("skipped"):
+        click.echo(f"  match             {_describe_match(payload['match'])}")
     click.echo(f"  FLOPs/example     {payload['flops_per_example']:,} ({segments} segment(s))")
     click.echo(f"  sequence length   {payload['seq_len']}, vocab {payload['vocab_size']}")
     for section in ("model", "task", "train"):

@@ -180,7 +180,10 @@ def _apply(values: dict[str, dict[str, Any]], classes: dict[str, type], key: str
 
 
 def resolve(model_name: str, task_name: str, preset: str = "cpu", overrides: list[str] | tuple[str, ...] = (),
-            seed: int | None = None, device: str = "cpu") -> RunConfig:
+            seed: int | None = None, device: str = "cpu", match: str = "params") -> RunConfig:
+    """The run's configuration. `match` (params | flops | none; params as on the CLI, so a run has the
+    same identity however it is started) sizes the model to HRM for this task and preset; HRM-derived
+    defaults (e.g. depth) apply in every mode — see bench/matching.py. Recorded in `extra["match"]`."""
     try:
         model_entry = get_model_entry(model_name)
         task_entry = get_task_entry(task_name)
@@ -205,4 +208,7 @@ def resolve(model_name: str, task_name: str, preset: str = "cpu", overrides: lis
         task_config = task_entry.config(**values["task"])
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from None
-    return RunConfig(model_name, task_name, preset, model_config, task_config, train, device)
+    run = RunConfig(model_name, task_name, preset, model_config, task_config, train, device)
+    from bench.matching import apply as apply_matching  # imported here: matching resolves HRM through resolve()
+
+    return apply_matching(run, match, overrides, explicit=set(values["model"]))

@@ -53,12 +53,29 @@ def add_uncounted_flops(count: int) -> None:
         _extra_flops[-1] += int(count)
 
 
+class _TotalsOnly:
+    """Stands in for FlopCounterMode's ModuleTracker: every count goes to "Global" (we read totals only).
+
+    The tracker's multi-grad hooks break `torch.autograd.grad` called during a backward (open
+    pytorch#131753), which is how torchdeq's implicit-differentiation gradient works.
+    """
+
+    parents = {"Global"}
+
+    def __enter__(self) -> "_TotalsOnly":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
 @contextmanager
 def count_flops() -> Iterator[dict[str, int]]:
     """`with count_flops() as result: ...` → result['flops'] after the block."""
     result: dict[str, int] = {}
     _extra_flops.append(0)
     mode = FlopCounterMode(display=False)
+    mode.mod_tracker = _TotalsOnly()
     try:
         with mode:
             yield result

@@ -198,7 +198,7 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
         "schema": SCHEMA_VERSION, "run_id": run_id, "status": "running", "config_hash": config_hash,
         "model": run.model_name, "task": run.task_name, "preset": run.preset, "seed": run.train.seed,
         "device": run.device, "processes": world.size, "started_at": started_at, "config": run.to_dict(),
-        **model.parameter_counts(),
+        **model.parameter_counts(), "match": run.extra.get("match"),
         "data": {"train_examples": len(train_data), **{f"{k}_examples": len(v) for k, v in eval_data.items()}},
     }
     summary_path = run_dir / SUMMARY

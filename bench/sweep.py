@@ -42,13 +42,15 @@ class RunSpec:
     preset: str
     overrides: tuple[str, ...] = ()
     device: str = "cpu"
+    match: str = "params"        # bench/matching.py: params | flops | none
 
     @property
     def label(self) -> str:
         return f"{self.task}/{self.model}/seed{self.seed}"
 
     def config(self):
-        return resolve(self.model, self.task, self.preset, self.overrides, seed=self.seed, device=self.device)
+        return resolve(self.model, self.task, self.preset, self.overrides, seed=self.seed, device=self.device,
+                       match=self.match)
 
 
 @dataclass
@@ -63,9 +65,9 @@ class Outcome:
 
 
 def grid(models: Iterable[str], tasks: Iterable[str], seeds: int, preset: str, overrides: Iterable[str] = (),
-         device: str = "cpu") -> list[RunSpec]:
+         device: str = "cpu", match: str = "params") -> list[RunSpec]:
     """Every (task, model, seed), each config resolved now so a typo fails before any run starts."""
-    specs = [RunSpec(model, task, seed, preset, tuple(overrides), device)
+    specs = [RunSpec(model, task, seed, preset, tuple(overrides), device, match)
              for task in tasks for model in models for seed in range(seeds)]
     for spec in specs:
         spec.config()
@@ -172,7 +174,8 @@ def ray_available() -> bool:
 def sweep(models: list[str], tasks: list[str], seeds: int, preset: str, out: str | Path = "results",
           overrides: Iterable[str] = (), address: str | None = None, backend: str = "auto", retries: int = 2,
           cpus_per_run: float = 1, gpus_per_run: float | None = None, device: str = "auto",
-          say: Callable[[str], None] = print, ray_init: dict[str, Any] | None = None) -> list[Outcome]:
+          say: Callable[[str], None] = print, ray_init: dict[str, Any] | None = None,
+          match: str = "params") -> list[Outcome]:
     """Run the grid; returns one Outcome per (task, model, seed) in grid order."""
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
@@ -180,7 +183,7 @@ def sweep(models: list[str], tasks: list[str], seeds: int, preset: str, out: str
         raise ConfigError(f"--retries must be >= 0, got {retries}")
     if not models or not tasks:
         raise ConfigError("--models and --tasks each need at least one name")
-    specs = grid(models, tasks, seeds, preset, overrides, "cpu" if device == "auto" else device)  # typos fail here
+    specs = grid(models, tasks, seeds, preset, overrides, "cpu" if device == "auto" else device, match)  # typos fail here
     if backend not in ("auto", "ray", "sequential"):
         raise ConfigError(f"unknown backend {backend!r}; choose from: auto, ray, sequential")
     if backend == "auto":
@@ -198,7 +201,7 @@ def sweep(models: list[str], tasks: list[str], seeds: int, preset: str, out: str
     if device == "auto":
         device = "cuda" if gpus_per_run else "cpu"
     out = ensure_writable(Path(out)).resolve()  # Ray workers may run elsewhere (another cwd, another node)
-    specs = [RunSpec(s.model, s.task, s.seed, s.preset, s.overrides, device) for s in specs]
+    specs = [RunSpec(s.model, s.task, s.seed, s.preset, s.overrides, device, s.match) for s in specs]
 
     todo, outcomes = [], {}
     for spec in specs:
@@ -226,5 +229,6 @@ def sweep(models: list[str], tasks: list[str], seeds: int, preset: str, out: str
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     atomic_write_json(out / "sweeps" / f"{stamp}-{secrets.token_hex(3)}.json",
                       {"backend": backend, "address": address, "preset": preset, "overrides": list(overrides),
+                       "match": match,
                        "runs": [asdict(o) for o in ordered]})
     return ordered

@@ -223,6 +223,9 @@ class Trainer:
         if "aux_loss" in outputs:
             loss = loss + outputs["aux_loss"]
         means.update(loss=loss.detach(), lm_loss=lm_loss.detach(), exact_accuracy=correct.float().mean())
+        # scalar diagnostics a model reports per batch (DEQ: solver_steps, solver_residual) go into the curve
+        means.update({key: value.detach().float() for key, value in outputs.items()
+                      if torch.is_tensor(value) and value.dim() == 0 and key not in means})
         sums = {"examples": refilled, "halted": halted.sum(), "halted_segments": self.steps_in_carry[halted].sum()}
         metrics = self.world.reduce_metrics(means, sums)
         self.examples += int(metrics.pop("examples"))

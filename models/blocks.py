@@ -299,3 +299,74 @@ def fixed_initial_state(hidden: int) -> torch.Tensor:
     the model and never trained, as in the reference.
     """
     return truncated_normal_(torch.empty(hidden), std=1.0)
+
+
+class BidirectionalMamba(nn.Module):
+    """Mamba mixer over both directions of a non-causal sequence: y = out(fwd(u) + flip(bwd(flip(u)))).
+
+    Built from mambapy's `MambaBlock` pieces (depthwise conv, x/dt projections, A, D, selective
+    scan). The input and output projections are shared by the two directions (as Caduceus ties
+    and Vision Mamba shares them), so they are computed once; each direction has its own conv,
+    x_proj, dt_proj, A_log and D. Parameters: 6·h² + 2·(conv, x_proj, dt_proj, A, D) at expand 2.
+    The scan runs on mamba-ssm's CUDA kernel when the input is on CUDA and mamba-ssm is importable,
+    else on mambapy's parallel (Blelloch) scan in pure PyTorch.
+    """
+
+    def __init__(self, hidden: int, state_size: int = 16, expand: int = 2, conv_width: int = 4):
+        super().__init__()
+        from mambapy.mamba import MambaBlock, MambaConfig
+
+        self.config = MambaConfig(d_model=hidden, n_layers=1, d_state=state_size, expand_factor=expand,
+                                  d_conv=conv_width)
+        inner = self.config.d_inner
+        self.in_proj = Linear(hidden, 2 * inner)
+        self.out_proj = Linear(inner, hidden)
+        self.directions = nn.ModuleList(MambaBlock(self.config) for _ in range(2))
+        for direction in self.directions:   # the shared projections above replace the per-direction ones
+            del direction.in_proj, direction.out_proj
+
+    def _scan(self, block: nn.Module, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """One direction: causal depthwise conv, SiLU, selective scan, SiLU(z) gate. (B, L, inner)."""
+        length = x.shape[1]
+        x = F.silu(block.conv1d(x.transpose(1, 2))[:, :, :length].transpose(1, 2))
+        cuda_scan = _mamba_ssm_scan() if x.is_cuda else None
+        block.config.use_cuda = cuda_scan is not None     # mambapy reads this flag inside ssm()
+        block.selective_scan_cuda = cuda_scan
+        y = block.ssm(x, z)
+        _add_selective_scan_flops(x, self.config.d_state, fused_readout=cuda_scan is not None)
+        return y if cuda_scan is not None else y * F.silu(z)   # the CUDA kernel applies the gate itself
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        x, z = self.in_proj(u).chunk(2, dim=-1)
+        forward_scan, backward_scan = self.directions
+        y = self._scan(forward_scan, x, z) + self._scan(backward_scan, x.flip(1), z.flip(1)).flip(1)
+        return self.out_proj(y)
+
+
+def _mamba_ssm_scan():
+    """mamba-ssm's fused CUDA selective scan, or None when it is not installed (CPU machines)."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except Exception:  # ImportError, or a build without its compiled extension
+        return None
+    return selective_scan_fn
+
+
+def selective_scan_flops(batch: int, length: int, inner: int, state_size: int) -> int:
+    """mamba-ssm's own count for one selective scan (`flops_selective_scan_ref`): 9·B·L·D·N + B·L·D (D skip)."""
+    return 9 * batch * length * inner * state_size + batch * length * inner
+
+
+def _add_selective_scan_flops(x: torch.Tensor, state_size: int, fused_readout: bool) -> None:
+    """FlopCounterMode sees neither kernel's recurrence: add it analytically (backward ≈ 2× forward).
+
+    On the pure-torch path the read-out `h @ C` is an ordinary matmul the counter already sees
+    (2·B·L·D·N), so it is not added twice.
+    """
+    from bench.measure import add_uncounted_flops
+
+    batch, length, inner = x.shape
+    count = selective_scan_flops(batch, length, inner, state_size)
+    if not fused_readout:
+        count -= 2 * batch * length * inner * state_size
+    add_uncounted_flops(count * (3 if torch.is_grad_enabled() and x.requires_grad else 1))

@@ -40,9 +40,13 @@ class SegmentModel(nn.Module):
     - `trace_residual(name, new, old)`: recurrent models call it inside their loops; when
       `self.residual_trace` is a dict (the evaluator sets it) the mean relative residual
       ‖new − old‖ / ‖old‖ is appended under `name` (e.g. "z_H", "z_L").
+    - `reference_defaults`: {config field: function of HRM's resolved model config} — values a
+      baseline takes from HRM for the same task and preset (e.g. depth = HRM's total block count)
+      unless a preset or --set gives them; applied by `bench.matching` inside `resolve()`.
     """
 
     test_time_compute_key: str | None = None
+    reference_defaults: dict[str, Callable] = {}
 
     def __init__(self, config, spec: TaskSpec):
         super().__init__()

@@ -2,7 +2,10 @@
 
     x = embed(tokens) [+ z from the previous segment];  z = blocks(x);  logits = head(z)
 
-Depth defaults to HRM's total block count (4 H + 4 L = 8). With train.segments > 1 the last hidden
+Depth defaults to HRM's total block count for the same task and preset (high_layers + low_layers
+of HRM's resolved config: 8 at paper, 4 at cpu, 2 at smoke) unless a preset or --set gives
+model.num_layers; `bench.config.resolve()` fills it in through `reference_defaults`. Built directly
+(without resolve) it has the paper's 8. With train.segments > 1 the last hidden
 state is carried (detached) into the next segment and added to the input, so the outer refinement
 loop of HRM's training recipe can be given to a plain transformer ("the transformer in HRM's
 pipeline" of the ARC Prize analysis). With one segment the carry is zero and changes nothing.
@@ -21,7 +24,7 @@ from models.registry import SegmentModel, register_model
 class TransformerConfig:
     hidden: int = 512
     num_heads: int = 8
-    num_layers: int = 8           # HRM: 4 H-blocks + 4 L-blocks
+    num_layers: int = 8           # resolve(): HRM's high_layers + low_layers (paper: 4 + 4)
     expansion: float = 4.0
     ffn_multiple: int = 256
     pos_encoding: str = "rope"    # rope | learned | none
@@ -32,6 +35,8 @@ class TransformerConfig:
 @register_model("transformer", config=TransformerConfig,
                 description="deep post-norm transformer, one pass (depth = HRM's total block count)")
 class Transformer(SegmentModel):
+    reference_defaults = {"num_layers": lambda hrm: hrm.high_layers + hrm.low_layers}
+
     def __init__(self, config: TransformerConfig, spec):
         super().__init__(config, spec)
         self.embedding = InputEmbedding(spec.vocab_size, config.hidden, spec.max_seq_len, spec.num_puzzle_ids,

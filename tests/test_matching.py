@@ -1,0 +1,136 @@
+"""Matching every model to HRM (`--match params|flops|none`) and the HRM-derived defaults.
+
+While HRM is not registered (a checkout without models/hrm.py) the tests point the matcher at a
+stand-in with exactly HRM's parameter count and schedule: the tied unrolled model.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import bench.matching as matching
+from bench.config import ConfigError, resolve
+from models.registry import model_names
+from tasks.registry import PRESETS, task_names
+
+BASELINES = ("transformer", "deq", "unrolled", "looped", "mamba", "trm")
+
+
+@pytest.fixture(autouse=True)
+def reference(monkeypatch):
+    if "hrm" not in model_names():
+        monkeypatch.setattr(matching, "REFERENCE_MODEL", "unrolled")
+        monkeypatch.setattr(matching, "REFERENCE_OVERRIDES", ("model.tied=true",))
+    return matching.REFERENCE_MODEL
+
+
+def matched_models(reference):
+    return [name for name in BASELINES if name in model_names() and name != reference]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("task", task_names())
+def test_every_model_is_matched_within_two_percent(task, preset, reference):
+    target_run = matching.reference_run(resolve(reference, task, preset, list(matching.REFERENCE_OVERRIDES)))
+    spec = matching.task_spec(target_run)
+    target = matching.count_params(reference, target_run.model, spec)
+    for name in matched_models(reference):
+        run = resolve(name, task, preset, match="params")
+        record = run.extra["match"]
+        built = matching.count_params(name, run.model, matching.task_spec(run))
+        assert record["target"] == target, name
+        assert record["achieved"] == built, name                    # what is recorded is what runs
+        assert abs(built - target) <= 0.02 * target, (name, built, target)
+        assert record["relative_error"] == pytest.approx((built - target) / target)
+
+
+def check_flops_matching(names, reference):
+    target_run = resolve(reference, "maze", "smoke", list(matching.REFERENCE_OVERRIDES))
+    spec = matching.task_spec(target_run)
+    segments = target_run.train.eval_segments or target_run.train.segments
+    target = matching.inference_flops(matching.build(reference, target_run.model, spec), spec, segments)
+    for name in names:
+        run = resolve(name, "maze", "smoke", match="flops")
+        record = run.extra["match"]
+        assert record["target"] == target
+        assert abs(record["relative_error"]) <= 0.02, (name, record)
+        budget = getattr(type(matching.build(name, run.model, spec, "meta")), "full_budget", {})
+        model = matching.build(name, dataclasses.replace(run.model, **budget), spec)
+        own_segments = run.train.eval_segments or run.train.segments   # each model counts its own segments
+        assert matching.inference_flops(model, spec, own_segments) == record["achieved"], name
+
+
+def test_flops_matching_counts_every_step(reference):
+    """Looped (r loops counted) on the meta-device path; DEQ (every solver iteration) on the CPU path."""
+    check_flops_matching(["looped", "deq"], reference)
+
+
+@pytest.mark.slow
+def test_flops_matching_for_every_model(reference):
+    check_flops_matching(matched_models(reference), reference)
+
+
+def test_match_none_keeps_the_native_width_but_takes_hrms_depth(reference):
+    for preset in PRESETS:
+        hrm = resolve(reference, "maze", preset, list(matching.REFERENCE_OVERRIDES)).model
+        transformer = resolve("transformer", "maze", preset, match="none")
+        assert transformer.extra["match"]["mode"] == "none"
+        assert transformer.model.num_layers == hrm.high_layers + hrm.low_layers
+        assert transformer.model.hidden == hrm.hidden   # both from the task preset
+        assert resolve("looped", "maze", preset).model.num_layers == hrm.low_layers
+        assert resolve("mamba", "maze", preset).model.num_layers == hrm.high_layers + hrm.low_layers
+        # an explicit --set wins over the HRM-derived default
+        assert resolve("transformer", "maze", preset, ["model.num_layers=3"]).model.num_layers == 3
+
+
+def test_unrolled_presets_mirror_hrms_schedule():
+    if "hrm" not in model_names():
+        pytest.skip("HRM is not registered in this checkout")
+    keys = ("hidden", "num_heads", "high_layers", "low_layers", "high_cycles", "low_cycles", "expansion",
+            "ffn_multiple", "pos_encoding", "puzzle_emb_len")
+    for task in task_names():
+        for preset in PRESETS:
+            hrm = resolve("hrm", task, preset).model
+            unrolled = resolve("unrolled", task, preset, match="none").model
+            assert {k: getattr(hrm, k) for k in keys} == {k: getattr(unrolled, k) for k in keys}, (task, preset)
+
+
+def test_match_is_recorded_in_the_config_hash_and_an_explicit_width_wins(reference):
+    name = matched_models(reference)[0]
+    params = resolve(name, "maze", "smoke", match="params")
+    none = resolve(name, "maze", "smoke", match="none")
+    assert params.to_dict()["extra"]["match"]["mode"] == "params"
+    assert params.config_hash() != none.config_hash()
+    explicit = resolve(name, "maze", "smoke", ["model.hidden=64"], match="params")
+    assert explicit.model.hidden == 64 and "model.hidden set explicitly" in explicit.extra["match"]["skipped"]
+    with pytest.raises(ConfigError, match="--match"):
+        resolve(name, "maze", "smoke", match="widest")
+
+
+def test_search_keeps_head_count_and_even_head_dimension(reference):
+    for name in ("transformer", "deq", "looped", "unrolled"):
+        if name == reference:
+            continue
+        for preset in PRESETS:
+            run = resolve(name, "maze", preset, match="params")
+            native = resolve(name, "maze", preset, match="none").model
+            assert run.model.num_heads == native.num_heads
+            assert (run.model.hidden // run.model.num_heads) % 2 == 0
+            assert run.model.hidden % run.model.num_heads == 0
+
+
+def test_cli_info_takes_match_and_reports_it(capsys, reference):
+    import json
+
+    from bench.cli import main
+
+    name = matched_models(reference)[0]
+    assert main(["info", "--model", name, "--task", "maze", "--preset", "smoke", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["match"]["mode"] == "params" and abs(payload["match"]["relative_error"]) <= 0.02
+    assert payload["params"] == payload["match"]["achieved"]
+    assert main(["info", "--model", name, "--task", "maze", "--preset", "smoke", "--match", "none", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["match"]["mode"] == "none"
+    assert main(["info", "--model", name, "--task", "maze", "--preset", "smoke", "--match", "most"]) == 2
+    assert "--match 'most'" in capsys.readouterr().err

@@ -1,0 +1,248 @@
+"""The baseline zoo: DEQ, unrolled, looped, Mamba (the transformer is covered by the foundation tests)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.config import resolve
+from bench.matching import count_params, inference_flops
+from bench.measure import count_flops
+from bench.runner import execute
+from models.blocks import BidirectionalMamba, selective_scan_flops, swiglu_intermediate
+from models.registry import create_model, model_names
+from tasks.registry import TaskSpec
+
+SPEC = TaskSpec(vocab_size=5, seq_len=6, num_puzzle_ids=0)
+SMALL = dict(hidden=16, num_heads=2, ffn_multiple=16)
+
+
+def toy_batch(batch_size=2, spec=SPEC, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return {"inputs": torch.randint(0, spec.vocab_size, (batch_size, spec.seq_len), generator=generator),
+            "puzzle_ids": torch.zeros(batch_size, dtype=torch.long)}
+
+
+# ------------------------------------------------------------------------------------------ DEQ
+def contractive_deq(**config):
+    """A DEQ whose block weights are scaled by 0.3: f is a contraction (spectral radius ≈ 0.6)."""
+    torch.manual_seed(0)
+    model = create_model("deq", SPEC, num_layers=1, hidden=8, num_heads=2, ffn_multiple=8, **config)
+    with torch.no_grad():
+        for parameter in model.blocks.parameters():
+            parameter.mul_(0.3)
+    return model
+
+
+@pytest.mark.parametrize("solver", ["anderson", "broyden", "fixed_point_iter"])
+def test_deq_converges_on_a_contractive_toy(solver):
+    model = contractive_deq(solver=solver, max_iter=30).eval()
+    model.residual_trace = {}
+    with torch.no_grad():
+        _, outputs = model(model.initial_carry(toy_batch()), toy_batch())
+    assert outputs["solver_residual"] < 0.05
+    assert outputs["solver_steps"] < 30                      # stopped at the tolerance, not the budget
+    trace = model.residual_trace["z"]                         # per-iteration relative residuals
+    assert len(trace) >= 2 and trace[-1] < trace[0]
+
+
+def test_deq_implicit_gradient_matches_finite_differences():
+    model = contractive_deq(solver="anderson", max_iter=100, tol=1e-10, gradient="ift",
+                            backward_max_iter=100, backward_tol=1e-10).double()
+    batch = toy_batch()
+    target = torch.randn(2, SPEC.seq_len, SPEC.vocab_size, dtype=torch.double, generator=torch.Generator().manual_seed(1))
+    parameters = list(model.blocks.parameters())
+    direction = [torch.randn(p.shape, dtype=p.dtype, generator=torch.Generator().manual_seed(i))
+                 for i, p in enumerate(parameters)]
+
+    def loss() -> torch.Tensor:
+        _, outputs = model(model.initial_carry(batch), batch)
+        return (outputs["logits"] * target).sum()
+
+    model.train()
+    loss().backward()
+    implicit = sum((p.grad * d).sum() for p, d in zip(parameters, direction)).item()
+    model.eval()
+    epsilon = 3e-3   # rms_norm computes in fp32, so the fixed point is exact to ~1e-8: not smaller steps
+    with torch.no_grad():
+        for p, d in zip(parameters, direction):
+            p.add_(epsilon * d)
+        plus = loss().item()
+        for p, d in zip(parameters, direction):
+            p.sub_(2 * epsilon * d)
+        minus = loss().item()
+    finite_difference = (plus - minus) / (2 * epsilon)
+    assert implicit == pytest.approx(finite_difference, rel=1e-3)
+
+
+def test_deq_phantom_gradient_trains_and_reports_solver_statistics():
+    model = contractive_deq(gradient="phantom", phantom_steps=3, phantom_damping=0.5, norm="weight_norm",
+                            jacobian_weight=0.1).train()
+    carry, outputs = model(model.initial_carry(toy_batch()), toy_batch())
+    assert outputs["aux_loss"].item() > 0
+    (outputs["logits"].sum() + outputs["aux_loss"]).backward()
+    assert all(p.grad is not None for p in model.blocks.parameters())
+    assert {"solver_steps", "solver_residual"} <= set(outputs) and not carry["z"].requires_grad
+
+
+def test_deq_settings_reach_torchdeq_and_bad_keys_are_rejected():
+    model = create_model("deq", SPEC, solver="broyden", max_iter=7, eval_max_iter=11, tol=1e-4, **SMALL)
+    assert model.deq.f_solver.__name__ == "broyden_solver"
+    assert (model.deq.f_max_iter, model.deq.eval_f_max_iter, model.deq.f_tol) == (7, 11, 1e-4)
+    assert model.test_time_compute_key == "eval_max_iter"
+    for bad in ({"solver": "newton"}, {"gradient": "exact"}, {"norm": "batch"}, {"max_iter": 0},
+                {"phantom_damping": 0.0}):
+        with pytest.raises(ValueError):
+            create_model("deq", SPEC, **bad)
+
+
+def test_flop_counter_sees_every_solver_iteration_including_the_implicit_backward():
+    model = contractive_deq(solver="fixed_point_iter", tol=1e-30, max_iter=12)
+    batch = toy_batch()
+    model.eval()
+    counts = {}
+    for budget in (2, 4, 8):
+        model.config.eval_max_iter = budget
+        counts[budget] = inference_flops(model, SPEC, segments=1)
+    assert counts[2] < counts[4] < counts[8]
+    per_iteration = (counts[8] - counts[4]) / 4
+    assert counts[4] - counts[2] == pytest.approx(2 * per_iteration)
+    model.train()   # the trainer counts a whole step: the IFT backward calls autograd.grad inside backward
+    with count_flops() as counted:
+        _, outputs = model(model.initial_carry(batch), batch)
+        outputs["logits"].sum().backward()
+    assert counted["flops"] > counts[8]
+
+
+# ------------------------------------------------------------------------------------ unrolled
+def block_flops(hidden, tokens, expansion=4.0, multiple=256):
+    intermediate = swiglu_intermediate(hidden, expansion, multiple)
+    matmuls = 2 * tokens * (4 * hidden * hidden + 3 * hidden * intermediate)
+    return matmuls + 4 * tokens * tokens * hidden   # q·k and attention·v
+
+
+def test_unrolled_has_one_hrm_segments_flops_and_tied_has_hrms_params():
+    spec = TaskSpec(vocab_size=11, seq_len=81)
+    paper = create_model("unrolled", spec, tied=True)   # HRM's paper configuration
+    assert paper.parameter_counts()["params"] == 27_275_266   # REFERENCE.md §1
+    config = dict(hidden=32, num_heads=2, high_layers=2, low_layers=1, ffn_multiple=32)
+    small = TaskSpec(vocab_size=7, seq_len=10)
+    tokens = 10 + 1   # the puzzle prefix
+    expected = (2 * (2 * 1 + 2) * block_flops(32, tokens, multiple=32)   # 2×[2 L-calls of 1 block + 1 H-call of 2]
+                + 2 * 10 * 32 * 7 + 2 * 32 * 2)                          # output head + Q head
+    for tied in (False, True):
+        model = create_model("unrolled", small, tied=tied, **config)
+        assert inference_flops(model, small, segments=1) == expected
+    if "hrm" in model_names():
+        hrm = create_model("hrm", small, **config)
+        assert inference_flops(hrm, small, segments=1) == expected
+        assert hrm.parameter_counts() == create_model("unrolled", small, tied=True, **config).parameter_counts()
+        for preset in ("smoke", "cpu", "paper"):
+            tied = resolve("unrolled", "maze", preset, ["model.tied=true"], match="none")
+            assert count_params("unrolled", tied.model, spec) == count_params("hrm", resolve("hrm", "maze", preset).model, spec)
+
+
+def test_unrolled_has_no_carry_and_untied_stacks():
+    model = create_model("unrolled", SPEC, **SMALL)
+    assert len(model.low) == 4 and len(model.high) == 2          # 2×2 L-calls, 2 H-calls at the default schedule
+    assert model.initial_carry(toy_batch()) == {}
+    model.eval()
+    with torch.no_grad():
+        carry, first = model({}, toy_batch())
+        _, second = model(carry, toy_batch())
+    torch.testing.assert_close(first["logits"], second["logits"])  # nothing persists between segments
+
+
+# -------------------------------------------------------------------------------------- looped
+def test_looped_equals_the_block_applied_r_times_by_hand():
+    torch.manual_seed(0)
+    model = create_model("looped", SPEC, num_layers=2, loops=3, eval_loops=5, **SMALL)
+    batch = toy_batch()
+    for training, loops in ((True, 3), (False, 5)):
+        model.train(training)
+        with torch.no_grad():
+            _, outputs = model(model.initial_carry(batch), batch)
+            x, rotary = model.embedding(batch)
+            z = torch.zeros_like(x)
+            for _ in range(loops):
+                z = model.blocks(z + x, rotary=rotary)
+        torch.testing.assert_close(outputs["logits"], model.head(z))
+    assert model.test_time_compute_key == "eval_loops"
+    model.config.eval_loops = 10
+    ten = inference_flops(model, SPEC, segments=1)
+    model.config.eval_loops = 5
+    assert ten > 1.9 * inference_flops(model, SPEC, segments=1)   # extra loops at test time are counted
+
+
+# --------------------------------------------------------------------------------------- Mamba
+def naive_selective_scan(x, delta, A, B, C, D):
+    """h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t x_t;  y_t = C_t · h_t + D x_t, one step at a time."""
+    batch, length, inner = x.shape
+    state = torch.zeros(batch, inner, A.shape[1], dtype=x.dtype)
+    outputs = []
+    for t in range(length):
+        decay = torch.exp(delta[:, t, :, None] * A)
+        state = decay * state + delta[:, t, :, None] * B[:, t, None, :] * x[:, t, :, None]
+        outputs.append((state * C[:, t, None, :]).sum(-1) + D * x[:, t])
+    return torch.stack(outputs, dim=1)
+
+
+@pytest.mark.parametrize("length", [13, 16])   # the parallel scan pads to a power of two
+def test_pure_torch_selective_scan_equals_the_naive_loop(length):
+    generator = torch.Generator().manual_seed(0)
+    mixer = BidirectionalMamba(hidden=8, state_size=4)
+    block = mixer.directions[0]
+    batch, inner, state = 2, 16, 4
+    x = torch.randn(batch, length, inner, generator=generator)
+    delta = torch.rand(batch, length, inner, generator=generator) * 0.5
+    A = -torch.rand(inner, state, generator=generator) - 0.1
+    B, C = torch.randn(2, batch, length, state, generator=generator)
+    D = torch.randn(inner, generator=generator)
+    torch.testing.assert_close(block.selective_scan(x, delta, A, B, C, D), naive_selective_scan(x, delta, A, B, C, D),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_bidirectional_mamba_sees_tokens_on_both_sides():
+    torch.manual_seed(0)
+    mixer = BidirectionalMamba(hidden=8, state_size=4)
+    u = torch.randn(1, 9, 8, requires_grad=True)
+    mixer(u)[0, 4].sum().backward()
+    influence = u.grad[0].abs().sum(-1)
+    assert influence[0] > 0 and influence[8] > 0                 # both ends reach the middle
+    # one direction alone is causal: the middle does not see the future (so the check above means something)
+    u.grad = None
+    x, z = mixer.in_proj(u).chunk(2, dim=-1)
+    mixer._scan(mixer.directions[0], x, z)[0, 4].sum().backward()
+    assert u.grad[0, 5:].abs().sum() == 0 and u.grad[0, :4].abs().sum() > 0
+    # the whole model: changing the first token changes the last prediction and vice versa
+    model = create_model("mamba", SPEC, hidden=16, num_layers=2, state_size=4).eval()
+    batch = toy_batch(1)
+    with torch.no_grad():
+        base = model({}, batch)[1]["logits"]
+        for changed, watched in ((0, -1), (-1, 0)):
+            other = {**batch, "inputs": batch["inputs"].clone()}
+            other["inputs"][0, changed] = (other["inputs"][0, changed] + 1) % SPEC.vocab_size
+            assert not torch.allclose(model({}, other)[1]["logits"][0, watched], base[0, watched])
+
+
+def test_mamba_scan_flops_are_added_analytically():
+    model = create_model("mamba", SPEC, hidden=16, num_layers=2, state_size=4)
+    inner, length = 32, SPEC.seq_len   # no puzzle prefix (num_puzzle_ids=0)
+    scan = selective_scan_flops(1, length, inner, 4) - 2 * length * inner * 4   # minus the counted read-out matmul
+    with torch.no_grad(), count_flops() as counted:
+        model({}, toy_batch(1))
+    assert counted["uncounted_flops_added"] == 2 * 2 * scan          # 2 layers × 2 directions, forward only
+    with count_flops() as counted:
+        model({}, toy_batch(1))[1]["logits"].sum().backward()
+    assert counted["uncounted_flops_added"] == 3 * 2 * 2 * scan      # backward ≈ 2× forward
+
+
+# ------------------------------------------------------------------------------ end to end (smoke)
+@pytest.mark.parametrize("name", ["transformer", "deq", "unrolled", "looped", "mamba"])
+def test_each_model_runs_end_to_end_on_the_smoke_preset(name, tmp_path):
+    summary = execute(resolve(name, "maze", "smoke", match="none"), tmp_path, progress=False)
+    assert summary["status"] == "complete"
+    assert summary["params"] > 0 and summary["train"]["flops_per_step"] > 0
+    assert summary["inference"]["flops_per_example"] > 0 and summary["train"]["seconds"] > 0
+    assert 0.0 <= summary["exact_accuracy"] <= 1.0
+    if name == "deq":
+        assert "solver_steps" in summary["train"]["curve"][-1]
