@@ -42,7 +42,9 @@ def test_grid_on_local_ray_then_report_shows_every_run(tmp_path, capsys):
 
     assert main(["report", "--results", str(out), "--out", str(tmp_path / "reports")]) == 0
     table = (tmp_path / "reports" / "index.md").read_text()
-    assert f"Runs read from `{out}`: {runs}." in table
+    assert f"{runs} runs in {len(models)} variants read from `{out}`" in table
+    for summary in summaries:
+        assert summary["run_id"] in table
     for outcome in outcomes:
         assert outcome.run_id in table
 
