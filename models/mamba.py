@@ -52,8 +52,15 @@ class Mamba(SegmentModel):
                                                        config.conv_width) for _ in range(config.num_layers))
         self.head = OutputHead(config.hidden, spec.vocab_size, self.embedding.prefix_len)
 
+    def initial_carry(self, batch):
+        # like the transformer: the last hidden state is carried into the next deep-supervision
+        # segment and added to the input, so train.segments gives Mamba the same outer loop
+        length = self.embedding.prefix_len + batch["inputs"].shape[1]
+        return {"z": torch.zeros(batch["inputs"].shape[0], length, self.config.hidden, device=batch["inputs"].device)}
+
     def forward(self, carry, batch):
         x, _ = self.embedding(batch)
+        x = x + carry["z"].to(x.dtype)
         for layer in self.layers:
             x = x + layer(rms_norm(x))
-        return {}, {"logits": self.head(rms_norm(x))}
+        return {"z": x}, {"logits": self.head(rms_norm(x))}

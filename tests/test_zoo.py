@@ -217,22 +217,23 @@ def test_bidirectional_mamba_sees_tokens_on_both_sides():
     model = create_model("mamba", SPEC, hidden=16, num_layers=2, state_size=4).eval()
     batch = toy_batch(1)
     with torch.no_grad():
-        base = model({}, batch)[1]["logits"]
+        base = model(model.initial_carry(batch), batch)[1]["logits"]
         for changed, watched in ((0, -1), (-1, 0)):
             other = {**batch, "inputs": batch["inputs"].clone()}
             other["inputs"][0, changed] = (other["inputs"][0, changed] + 1) % SPEC.vocab_size
-            assert not torch.allclose(model({}, other)[1]["logits"][0, watched], base[0, watched])
+            assert not torch.allclose(model(model.initial_carry(other), other)[1]["logits"][0, watched], base[0, watched])
 
 
 def test_mamba_scan_flops_are_added_analytically():
     model = create_model("mamba", SPEC, hidden=16, num_layers=2, state_size=4)
     inner, length = 32, SPEC.seq_len   # no puzzle prefix (num_puzzle_ids=0)
     scan = selective_scan_flops(1, length, inner, 4) - 2 * length * inner * 4   # minus the counted read-out matmul
+    batch = toy_batch(1)
     with torch.no_grad(), count_flops() as counted:
-        model({}, toy_batch(1))
+        model(model.initial_carry(batch), batch)
     assert counted["uncounted_flops_added"] == 2 * 2 * scan          # 2 layers × 2 directions, forward only
     with count_flops() as counted:
-        model({}, toy_batch(1))[1]["logits"].sum().backward()
+        model(model.initial_carry(batch), batch)[1]["logits"].sum().backward()
     assert counted["uncounted_flops_added"] == 3 * 2 * 2 * scan      # backward ≈ 2× forward
 
 
