@@ -20,11 +20,6 @@ TOLERANCE = 1.0        # fail when normalised time exceeds baseline × (1 + TOLE
 REFERENCE_SIZE = 1024  # the reference matmul is REFERENCE_SIZE² × REFERENCE_SIZE², fp32
 
 
-def pytest_addoption(parser):
-    parser.addoption("--update-speed-baseline", action="store_true",
-                     help="write measured normalised times to tests/benchmarks/speed_baseline.json")
-
-
 def _median_seconds(fn, repeats: int = 15) -> float:
     fn()
     times = []
