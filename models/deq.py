@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torchdeq import get_deq
 from torchdeq.loss import jac_reg

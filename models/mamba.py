@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from models.blocks import BidirectionalMamba, InputEmbedding, OutputHead, rms_norm
@@ -55,8 +54,7 @@ class Mamba(SegmentModel):
     def initial_carry(self, batch):
         # like the transformer: the last hidden state is carried into the next deep-supervision
         # segment and added to the input, so train.segments gives Mamba the same outer loop
-        length = self.embedding.prefix_len + batch["inputs"].shape[1]
-        return {"z": torch.zeros(batch["inputs"].shape[0], length, self.config.hidden, device=batch["inputs"].device)}
+        return self.zero_state_carry(batch, self.embedding.prefix_len, self.config.hidden)
 
     def forward(self, carry, batch):
         x, _ = self.embedding(batch)

@@ -65,6 +65,13 @@ class SegmentModel(nn.Module):
     def initial_carry(self, batch: Batch) -> Carry:
         return {}
 
+    @staticmethod
+    def zero_state_carry(batch: Batch, prefix_len: int, hidden: int) -> Carry:
+        """Outer-loop carry of a single-pass model: its last hidden state `z`, zero at the start and
+        added to the next segment's input (with one segment the zeros change nothing)."""
+        inputs = batch["inputs"]
+        return {"z": torch.zeros(inputs.shape[0], prefix_len + inputs.shape[1], hidden, device=inputs.device)}
+
     def reset_carry(self, carry: Carry, reset: torch.Tensor, batch: Batch) -> Carry:
         """Rows where `reset` is True start over from `initial_carry`; the rest keep their state."""
         if not carry:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 
 from models.blocks import BlockStack, InputEmbedding, OutputHead
 from models.registry import SegmentModel, register_model
@@ -47,9 +46,7 @@ class Transformer(SegmentModel):
         self.head = OutputHead(config.hidden, spec.vocab_size, self.embedding.prefix_len)
 
     def initial_carry(self, batch):
-        batch_size = batch["inputs"].shape[0]
-        length = self.embedding.prefix_len + batch["inputs"].shape[1]
-        return {"z": torch.zeros(batch_size, length, self.config.hidden, device=batch["inputs"].device)}
+        return self.zero_state_carry(batch, self.embedding.prefix_len, self.config.hidden)
 
     def forward(self, carry, batch):
         x, rotary = self.embedding(batch)

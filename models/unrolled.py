@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from models.blocks import BlockStack, HaltingHead, InputEmbedding, OutputHead, fixed_initial_state

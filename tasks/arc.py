@@ -451,7 +451,7 @@ class ArcTask(Task):
         raise DataError(f"unknown ARC split {split!r}; splits: train, {', '.join(self.eval_splits())}")
 
     def _make_train(self) -> dict[str, np.ndarray]:
-        config, plan = self.config, self.plan
+        config = self.config
         evaluation, training = self.puzzles
         # Leakage guard: a training-source pair equal to an evaluation test pair under any augmentation
         # is dropped (ARC-1: 40853293 holds 070dd51e's test pair, caa06a1f a recoloured 50a16a69 one).

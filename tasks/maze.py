@@ -24,7 +24,6 @@ test-time key). Larger grids keep the same relative hardness: min_path scales as
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

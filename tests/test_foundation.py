@@ -1,7 +1,6 @@
 """Runner foundation: config resolution, FLOP counting, atomic results, resume, CLI errors, report."""
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from bench.cli import main
 from bench.config import ConfigError, resolve
 from bench.measure import flops_of
 from bench.results import atomic_write_json, read_summary
-from bench.runner import StopRequested, build, execute
+from bench.runner import StopRequested, execute
 from bench.trainer import Trainer
 from models.registry import create_model
 from tasks.registry import TaskSpec
@@ -52,7 +51,7 @@ def test_transformer_training_flops_match_the_analytic_formula(hidden, layers, s
     spec = TaskSpec(vocab_size=6, seq_len=side * side)
     torch.manual_seed(0)
     model = create_model("transformer", spec, hidden=hidden, num_heads=4, num_layers=layers, ffn_multiple=64)
-    config = resolve("transformer", "maze", "smoke", ["train.segments=1", f"train.batch_size=2"]).train
+    config = resolve("transformer", "maze", "smoke", ["train.segments=1", "train.batch_size=2"]).train
     trainer = Trainer(model, spec, config, "cpu", progress=False)
     from tasks.registry import TaskData
     data = TaskData(torch.randint(1, 6, (4, spec.seq_len)), torch.randint(1, 6, (4, spec.seq_len)),
