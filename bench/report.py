@@ -412,6 +412,172 @@ def _fixed_point_findings(variant: Variant) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------------------------------ the five questions
+# The study's questions (issue: first comparative study). Each answer is generated from the runs; a
+# question the runs cannot answer says so and names what would.
+NOTHING_LEARNED = 0.05   # best mean exact accuracy below this: the task did not learn in budget
+
+
+def _config(variant: Variant) -> dict[str, Any]:
+    return json.loads(variant.key)
+
+
+def _segments(variant: Variant) -> int | None:
+    return _number(_config(variant).get("train", {}).get("segments"))
+
+
+def main_variants(group: list[Variant]) -> list[Variant]:
+    """A task's main comparison: each model's variants at its largest segment count. A variant of
+    the same model with fewer segments (`train.segments=1` for question 2) is an ablation."""
+    most: dict[str, float] = {}
+    for variant in group:
+        most[variant.model] = max(most.get(variant.model, 0), _segments(variant) or 0)
+    return [v for v in group if (_segments(v) or 0) == most[v.model]]
+
+
+def _exact(variant: Variant) -> list[float]:
+    return variant.values(lambda r: r["exact_accuracy"])
+
+
+def _mean_text(values: list[float]) -> str:
+    interval = mean_interval([100 * v for v in values])
+    if interval is None:
+        return "no runs"
+    return f"{interval.mean:.1f}" + (" (1 seed)" if interval.half_width is None else f" ± {interval.half_width:.1f}")
+
+
+def _learned(group: list[Variant]) -> bool:
+    means = [sum(values) / len(values) for values in map(_exact, group) if values]
+    return bool(means) and max(means) >= NOTHING_LEARNED
+
+
+def _ranking(task: str, group: list[Variant]) -> list[str]:
+    scored = sorted(((sum(v) / len(v), variant) for variant in group if (v := _exact(variant))), key=lambda t: -t[0])
+    if not scored:
+        return []
+    params = [p for _, v in scored for p in v.values(lambda r: r["params"])]
+    spread = (max(params) / min(params) - 1) * 100 if params and min(params) > 0 else float("nan")
+    order = " > ".join(f"{v.label} {_mean_text(_exact(v))}" for _, v in scored)
+    lines = [f"**{task}** (exact %, parameters within {spread:.1f}% of each other): {order}."]
+    if not _learned(group):
+        lines.append(f"{task}: no model reaches {100 * NOTHING_LEARNED:.0f}% exact in the cpu budget — the ranking "
+                     "above is noise around zero; the paper preset (`--preset paper`, GPU) is what would rank them.")
+        return lines
+    best = scored[0][1]
+    for _, other in scored[1:]:
+        sentence = _compare(best.label, _exact(best), other.label, _exact(other), f"on {task}")
+        if sentence:
+            lines.append(sentence)
+    return lines
+
+
+def question_rank(by_task: dict[str, list[Variant]]) -> list[str]:
+    lines = []
+    for task, group in by_task.items():
+        lines += _ranking(task, main_variants(group))
+    return lines
+
+
+def question_outer_loop(by_task: dict[str, list[Variant]]) -> list[str]:
+    lines = []
+    for task, group in by_task.items():
+        main = main_variants(group)
+        pairs = {}
+        for model in ("transformer", "hrm"):
+            with_loop = [v for v in main if v.model == model and (_segments(v) or 1) > 1]
+            without = [v for v in group if v.model == model and _segments(v) == 1]
+            if with_loop and without:
+                pairs[model] = (with_loop[0], without[0])
+        if not pairs:
+            if all((_segments(v) or 1) == 1 for v in main):
+                lines.append(f"{task}: trained with one segment (no outer loop) for every model — not tested here.")
+            continue
+        for model, (with_loop, without) in pairs.items():
+            sentence = _compare(f"{model} with {_segments(with_loop):g} segments", _exact(with_loop),
+                                f"{model} with 1 segment", _exact(without), f"on {task}")
+            if sentence:
+                lines.append(sentence)
+        transformer = next((v for v in main if v.model == "transformer"), None)
+        hrm = next((v for v in main if v.model == "hrm"), None)
+        if transformer and hrm and _segments(transformer) == _segments(hrm):
+            sentence = _compare(f"hrm ({_segments(hrm):g} segments)", _exact(hrm),
+                                f"transformer ({_segments(transformer):g} segments)", _exact(transformer),
+                                f"on {task} (outer loop held equal: the hierarchy's share)")
+            if sentence:
+                lines.append(sentence)
+        if not _learned(group):
+            lines.append(f"{task}: nothing learns in the cpu budget, so the outer loop's effect cannot be seen here.")
+    return lines
+
+
+def question_gradient(by_task: dict[str, list[Variant]]) -> list[str]:
+    lines = []
+    for task, group in by_task.items():
+        main = main_variants(group)
+        trm = next((v for v in main if v.model == "trm"), None)
+        hrm = next((v for v in main if v.model == "hrm"), None)
+        if not (trm and hrm):
+            continue
+        sentence = _compare("trm", _exact(trm), "hrm", _exact(hrm), f"on {task}")
+        if sentence:
+            lines.append(sentence)
+        ratios = []
+        for key, name in ((lambda r: r["train"]["flops_total"], "training"),
+                          (lambda r: r["inference"]["flops_per_example"], "inference")):
+            a, b = trm.values(key), hrm.values(key)
+            if a and b and min(b) > 0:
+                ratios.append(f"{name} FLOPs ×{(sum(a) / len(a)) / (sum(b) / len(b)):.2f}")
+        if ratios:
+            lines.append(f"{task}: same optimiser steps × batch and matched parameters; TRM used "
+                         f"{', '.join(ratios)} of HRM's — equal compute holds only as closely as these ratios "
+                         "(`--match flops` sizes by FLOPs instead).")
+        if not _learned([trm, hrm]):
+            lines.append(f"{task}: neither learns in the cpu budget — no verdict on the gradient here.")
+    return lines
+
+
+def question_test_time(by_task: dict[str, list[Variant]]) -> list[str]:
+    lines = []
+    for task, group in by_task.items():
+        main = main_variants(group)
+        for variant in main:
+            lines += _test_time_findings(variant)
+        lines += _extrapolation_findings(task, main)
+        if not _learned(main):
+            lines.append(f"{task}: nothing learns in the cpu budget, so test-time gains here are noise around zero.")
+    return lines
+
+
+def question_fixed_point(by_task: dict[str, list[Variant]]) -> list[str]:
+    lines = []
+    for task, group in by_task.items():
+        for variant in main_variants(group):
+            if variant.model in ("hrm", "deq"):
+                lines += _fixed_point_findings(variant)
+    return lines
+
+
+QUESTIONS: tuple[tuple[str, Callable[[dict[str, list[Variant]]], list[str]]], ...] = (
+    ("1. At matched parameters, how do the models rank on each task?", question_rank),
+    ("2. Does outer-loop refinement (deep-supervision segments) lift the plain transformer, compared "
+     "with HRM's hierarchy?", question_outer_loop),
+    ("3. Does TRM's last-cycle full backprop beat HRM's one-step gradient at equal compute?", question_gradient),
+    ("4. Who gains from more test-time iterations, and who extrapolates (length, grid size)?", question_test_time),
+    ("5. Do HRM's states approach a fixed point, and does DEQ's?", question_fixed_point),
+)
+
+
+def question_blocks(variants: list[Variant]) -> list[tuple]:
+    by_task: dict[str, list[Variant]] = defaultdict(list)
+    for variant in variants:
+        by_task[variant.task].append(variant)
+    blocks: list[tuple] = [("h2", "The five questions")]
+    for title, answer in QUESTIONS:
+        lines = answer(by_task)
+        blocks += [("h3", title), ("list", lines) if lines else ("p", "The runs read here cannot answer this.")]
+    return blocks
+
+
 # ------------------------------------------------------------------------------------ figures
 @dataclass
 class Figure:
@@ -803,6 +969,8 @@ def render_markdown(blocks: list[tuple]) -> str:
             lines += [f"# {content[0]}", ""]
         elif kind == "h2":
             lines += [f"## {content[0]}", ""]
+        elif kind == "h3":
+            lines += [f"### {content[0]}", ""]
         elif kind == "p":
             lines += [content[0], ""]
         elif kind == "list":
@@ -819,7 +987,7 @@ def render_markdown(blocks: list[tuple]) -> str:
 def render_html(blocks: list[tuple]) -> str:
     body: list[str] = []
     for kind, *content in blocks:
-        if kind in ("h1", "h2"):
+        if kind in ("h1", "h2", "h3"):
             body.append(f"<{kind}>{html.escape(content[0])}</{kind}>")
         elif kind == "p":
             body.append(f"<p>{_markdown_inline(content[0])}</p>")
@@ -858,6 +1026,10 @@ def write_report(results: Path, out: Path, tasks: Iterable[str] = (), models: It
                          "eval throughput is examples per second; MFU is achieved FLOP/s over the device peak "
                          "(CPU: a large fp32 matmul measured in the same process; CUDA: the bf16 datasheet peak)."),
                    ("table", main_table(variants))]
+        try:
+            blocks += question_blocks(variants)
+        except Exception as error:  # noqa: BLE001 — odd data must not stop the report
+            warnings.append(f"the five questions could not be answered: {type(error).__name__}: {error}")
         for draw in FIGURES:
             try:
                 figure = draw(variants, out)

@@ -93,3 +93,42 @@ def test_odd_diagnostics_and_an_empty_tree_never_crash(tmp_path):
     assert not any("could not" in w for w in warnings)
     empty, _ = write_report(tmp_path / "nothing", tmp_path / "empty")
     assert "No finished runs yet" in empty.read_text()
+
+
+def test_the_five_questions_are_answered_from_the_runs(tmp_path):
+    """An outer-loop ablation, TRM vs HRM, test-time curves and residuals → one section per question."""
+    import numpy as np
+    from report_fixture import _summary
+
+    rng = np.random.default_rng(1)
+    runs = []
+    for seed in range(3):
+        runs += [_summary("transformer", seed, 0.40 + 0.01 * seed, 200_000, 2e8, segments=2, knob="segments",
+                          states=("carry.z",), rng=rng),
+                 _summary("transformer", seed, 0.10 + 0.01 * seed, 200_000, 2e8, segments=1, rng=rng),
+                 _summary("hrm", seed, 0.60 + 0.02 * seed, 201_000, 4e8, segments=2, knob="segments",
+                          states=("z_high", "z_low"), rng=rng),
+                 _summary("trm", seed, 0.30 + 0.01 * seed, 200_500, 6e8, segments=2, knob="segments", rng=rng)]
+    for run in runs:
+        run["run_id"] += f"-{run['model']}-{run['config']['train']['segments']}"
+        run["config_hash"] = run["run_id"]
+        path = tmp_path / "results" / run["run_id"] / "summary.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(run))
+    path, warnings = write_report(tmp_path / "results", tmp_path / "reports")
+    text = path.read_text()
+    assert not warnings
+    sections = text.split("### ")[1:]
+    assert [s.split(".")[0] for s in sections] == ["1", "2", "3", "4", "5"]
+    one, two, three, four, five = sections
+    # 1: the main variants only (the one-segment ablation is not ranked), parameters within 0.5%
+    assert "(exact %, parameters within 0.5% of each other): hrm 62.0 ± " in one
+    assert "transformer (segments=1)" not in one and "**hrm** beats transformer" in one
+    # 2: the outer loop's lift for the transformer, and HRM vs transformer at equal segments
+    assert "**transformer with 2 segments** beats transformer with 1 segment on maze by 30.0 ± 2.3" in two
+    assert "the hierarchy's share" in two
+    # 3: TRM vs HRM with the FLOP ratios that qualify "equal compute"
+    assert "trm trails hrm on maze" in three.lower().replace("**", "") and "inference FLOPs ×1.50" in three
+    # 4 and 5: test-time curves and the residual verdicts of HRM's states
+    assert "evaluating with segments = 8 instead of the trained 2" in four
+    assert "final relative residual of z_high" in five and "final relative residual of z_low" in five

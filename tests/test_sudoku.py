@@ -279,3 +279,24 @@ def test_bad_config_is_a_value_error():
         create_task("sudoku", rating_bands="5-2")
     with pytest.raises(ValueError, match="min_rating"):
         create_task("sudoku", min_rating=5, max_rating=2)
+
+
+def test_blanks_makes_an_easier_unique_band(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECURRENT_BENCH_CACHE", str(tmp_path))
+    config = dict(train_size=10, test_size=5, min_rating=0, max_rating=0, seed=3)
+    minimal = create_task("sudoku", **config).build("train")
+    easy = create_task("sudoku", **config, blanks=12).build("train")
+    assert torch.equal(easy.labels, minimal.labels)                 # same puzzles, same solutions
+    assert ((easy.inputs == 1).sum(1) == 12).all()                   # exactly 12 blanks left (minimal ones have ~55)
+    assert ((minimal.inputs == 1).sum(1) > 40).all()
+    kept = minimal.inputs != 1                                       # every original clue kept
+    assert torch.equal(easy.inputs[kept], minimal.inputs[kept])
+    questions = (easy.inputs - 1).clamp(min=0).numpy()
+    assert (solve(questions)["counts"] == 1).all()
+    assert easy.meta["ratings"] == solve(questions)["rating"].tolist()
+    test = create_task("sudoku", **config, blanks=12).build("test")
+    assert not equivalent_to_any((test.inputs - 1).clamp(min=0).numpy(), questions).any()
+    with pytest.raises(ValueError, match="blanks"):
+        create_task("sudoku", blanks=90)
+    with pytest.raises(ValueError, match="blanks"):
+        create_task("sudoku", blanks=5, path="x.txt")
