@@ -234,11 +234,17 @@ def data(task_name, preset, split, overrides, stats, show, as_json):
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False))
 @click.option("--task", "tasks", multiple=True, metavar="TASK", help="only these tasks (repeatable)")
 @click.option("--model", "models", multiple=True, metavar="MODEL", help="only these models (repeatable)")
-def report(results_dir, out, tasks, models):
+@click.option("--notes", type=click.Path(dir_okay=False), default=None,
+              help="a markdown file of study notes to put under the title (paragraphs and '- ' lists)")
+def report(results_dir, out, tasks, models, notes):
     """Summarise every run under --results: reports/index.md, index.html and figures/."""
     from bench.report import write_report
 
-    path, warnings = write_report(Path(results_dir), Path(out), tasks=tasks, models=models)
+    try:
+        notes_text = Path(notes).read_text() if notes else ""
+    except OSError as error:
+        raise ConfigError(f"--notes {notes}: {error.strerror or error}") from None
+    path, warnings = write_report(Path(results_dir), Path(out), tasks=tasks, models=models, notes=notes_text)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"written {path} and {path.with_suffix('.html')}")

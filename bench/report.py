@@ -186,7 +186,10 @@ def _label(variants: list[Variant]) -> None:
             continue
         flats = [_flatten(json.loads(v.key)) for v in group]
         keys = sorted({k for f in flats for k in f if len({json.dumps(g.get(k), default=str) for g in flats}) > 1})
-        keys = [k for k in keys if k not in ("preset",)]
+        # sizes that parameter matching chose follow from the real differences: label by those
+        resized = {f"model.{k.rsplit('.', 1)[-1]}" for f in flats for k in f if k.startswith("extra.match.changed.")}
+        keys = [k for k in keys if k != "preset" and not k.startswith("extra.")]
+        keys = [k for k in keys if k not in resized] or keys
         for variant, flat in zip(group, flats):
             shown = [f"{k.split('.', 1)[-1]}={flat.get(k)}" for k in keys[:3]]
             if len({v.preset for v in group}) > 1:
@@ -1008,7 +1011,23 @@ def render_html(blocks: list[tuple]) -> str:
             f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_report(results: Path, out: Path, tasks: Iterable[str] = (), models: Iterable[str] = ()) -> tuple[Path, list[str]]:
+def note_blocks(text: str) -> list[tuple]:
+    """Study notes (markdown): blank-line separated paragraphs, '### ' headings and '- ' lists."""
+    blocks: list[tuple] = []
+    for chunk in (c.strip() for c in re.split(r"\n\s*\n", text)):
+        if not chunk:
+            continue
+        if chunk.startswith("### "):
+            blocks.append(("h3", chunk[4:].strip()))
+        elif chunk.startswith("- "):
+            blocks.append(("list", [" ".join(item.split()) for item in re.split(r"\n- |^- ", chunk) if item.strip()]))
+        else:
+            blocks.append(("p", " ".join(chunk.split())))
+    return blocks
+
+
+def write_report(results: Path, out: Path, tasks: Iterable[str] = (), models: Iterable[str] = (),
+                 notes: str = "") -> tuple[Path, list[str]]:
     """Write out/index.md, out/index.html and out/figures/*; return (index.md path, warnings)."""
     out = ensure_writable(Path(out))   # ResultsError (one line from the CLI) when it is not
     variants, warnings = load_runs(Path(results), tasks, models)
@@ -1017,6 +1036,8 @@ def write_report(results: Path, out: Path, tasks: Iterable[str] = (), models: It
                            ("p", f"{runs} runs in {len(variants)} variants read from `{results}`"
                                  + (f" (filters: tasks {sorted(tasks) or 'all'}, models {sorted(models) or 'all'})"
                                     if tasks or models else "") + ".")]
+    if notes.strip():
+        blocks += [("h2", "About this study"), *note_blocks(notes)]
     if not variants:
         blocks.append(("p", "No finished runs yet: `python -m bench run --model transformer --task maze`."))
     else:

@@ -132,3 +132,32 @@ def test_the_five_questions_are_answered_from_the_runs(tmp_path):
     # 4 and 5: test-time curves and the residual verdicts of HRM's states
     assert "evaluating with segments = 8 instead of the trained 2" in four
     assert "final relative residual of z_high" in five and "final relative residual of z_low" in five
+
+
+def test_study_notes_go_under_the_title(tmp_path, capsys):
+    results = write_fixture(tmp_path / "results")
+    notes = tmp_path / "notes.md"
+    notes.write_text("Made by `python -m bench sweep`.\n\n### Left out\n\n- mamba: too slow on CPU\n- arc: one seed\n")
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "out"), "--notes", str(notes)]) == 0
+    text = (tmp_path / "out" / "index.md").read_text()
+    assert text.index("## About this study") < text.index("## Main results")
+    assert "Made by `python -m bench sweep`." in text and "### Left out" in text
+    assert "- mamba: too slow on CPU\n- arc: one seed" in text
+    assert "<code>python -m bench sweep</code>" in (tmp_path / "out" / "index.html").read_text()
+    capsys.readouterr()
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "out"), "--notes",
+                 str(tmp_path / "missing.md")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: --notes") and "Traceback" not in error and error.count("\n") == 1
+
+
+def test_variant_labels_name_the_real_difference_not_the_sizes_matching_chose():
+    from bench.report import Variant, _label
+
+    def key(tied: bool, hidden: int) -> str:
+        changed = {} if tied else {"hidden": hidden}
+        return json.dumps({"model": {"tied": tied, "hidden": hidden}, "train": {"segments": 1},
+                           "extra": {"match": {"achieved": 1000 + hidden, "changed": changed}}}, sort_keys=True)
+    variants = [Variant("maze", "unrolled", "cpu", key(True, 64)), Variant("maze", "unrolled", "cpu", key(False, 32))]
+    _label(variants)
+    assert [v.label for v in variants] == ["unrolled (tied=True)", "unrolled (tied=False)"]
