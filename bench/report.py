@@ -474,93 +474,79 @@ def _ranking(task: str, group: list[Variant]) -> list[str]:
     return lines
 
 
-def question_rank(by_task: dict[str, list[Variant]]) -> list[str]:
-    lines = []
-    for task, group in by_task.items():
-        lines += _ranking(task, main_variants(group))
-    return lines
+def question_rank(task: str, group: list[Variant], main: list[Variant]) -> list[str]:
+    return _ranking(task, main)
 
 
-def question_outer_loop(by_task: dict[str, list[Variant]]) -> list[str]:
-    lines = []
-    for task, group in by_task.items():
-        main = main_variants(group)
-        pairs = {}
-        for model in ("transformer", "hrm"):
-            with_loop = [v for v in main if v.model == model and (_segments(v) or 1) > 1]
-            without = [v for v in group if v.model == model and _segments(v) == 1]
-            if with_loop and without:
-                pairs[model] = (with_loop[0], without[0])
-        if not pairs:
-            if all((_segments(v) or 1) == 1 for v in main):
-                lines.append(f"{task}: trained with one segment (no outer loop) for every model — not tested here.")
-            continue
-        for model, (with_loop, without) in pairs.items():
-            sentence = _compare(f"{model} with {_segments(with_loop):g} segments", _exact(with_loop),
-                                f"{model} with 1 segment", _exact(without), f"on {task}")
-            if sentence:
-                lines.append(sentence)
-        transformer = next((v for v in main if v.model == "transformer"), None)
-        hrm = next((v for v in main if v.model == "hrm"), None)
-        if transformer and hrm and _segments(transformer) == _segments(hrm):
-            sentence = _compare(f"hrm ({_segments(hrm):g} segments)", _exact(hrm),
-                                f"transformer ({_segments(transformer):g} segments)", _exact(transformer),
-                                f"on {task} (outer loop held equal: the hierarchy's share)")
-            if sentence:
-                lines.append(sentence)
-        if not _learned(group):
-            lines.append(f"{task}: nothing learns in the cpu budget, so the outer loop's effect cannot be seen here.")
-    return lines
-
-
-def question_gradient(by_task: dict[str, list[Variant]]) -> list[str]:
-    lines = []
-    for task, group in by_task.items():
-        main = main_variants(group)
-        trm = next((v for v in main if v.model == "trm"), None)
-        hrm = next((v for v in main if v.model == "hrm"), None)
-        if not (trm and hrm):
-            continue
-        sentence = _compare("trm", _exact(trm), "hrm", _exact(hrm), f"on {task}")
+def question_outer_loop(task: str, group: list[Variant], main: list[Variant]) -> list[str]:
+    lines: list[str] = []
+    pairs = {}
+    for model in ("transformer", "hrm"):
+        with_loop = [v for v in main if v.model == model and (_segments(v) or 1) > 1]
+        without = [v for v in group if v.model == model and _segments(v) == 1]
+        if with_loop and without:
+            pairs[model] = (with_loop[0], without[0])
+    if not pairs:
+        if all((_segments(v) or 1) == 1 for v in main):
+            lines.append(f"{task}: trained with one segment (no outer loop) for every model — not tested here.")
+        return lines
+    for model, (with_loop, without) in pairs.items():
+        sentence = _compare(f"{model} with {_segments(with_loop):g} segments", _exact(with_loop),
+                            f"{model} with 1 segment", _exact(without), f"on {task}")
         if sentence:
             lines.append(sentence)
-        ratios = []
-        for key, name in ((lambda r: r["train"]["flops_total"], "training"),
-                          (lambda r: r["inference"]["flops_per_example"], "inference")):
-            a, b = trm.values(key), hrm.values(key)
-            if a and b and min(b) > 0:
-                ratios.append(f"{name} FLOPs ×{(sum(a) / len(a)) / (sum(b) / len(b)):.2f}")
-        if ratios:
-            lines.append(f"{task}: same optimiser steps × batch and matched parameters; TRM used "
-                         f"{', '.join(ratios)} of HRM's — equal compute holds only as closely as these ratios "
-                         "(`--match flops` sizes by FLOPs instead).")
-        if not _learned([trm, hrm]):
-            lines.append(f"{task}: neither learns in the cpu budget — no verdict on the gradient here.")
+    transformer = next((v for v in main if v.model == "transformer"), None)
+    hrm = next((v for v in main if v.model == "hrm"), None)
+    if transformer and hrm and _segments(transformer) == _segments(hrm):
+        sentence = _compare(f"hrm ({_segments(hrm):g} segments)", _exact(hrm),
+                            f"transformer ({_segments(transformer):g} segments)", _exact(transformer),
+                            f"on {task} (outer loop held equal: the hierarchy's share)")
+        if sentence:
+            lines.append(sentence)
+    if not _learned(group):
+        lines.append(f"{task}: nothing learns in the cpu budget, so the outer loop's effect cannot be seen here.")
     return lines
 
 
-def question_test_time(by_task: dict[str, list[Variant]]) -> list[str]:
+def question_gradient(task: str, group: list[Variant], main: list[Variant]) -> list[str]:
+    lines: list[str] = []
+    trm = next((v for v in main if v.model == "trm"), None)
+    hrm = next((v for v in main if v.model == "hrm"), None)
+    if not (trm and hrm):
+        return lines
+    sentence = _compare("trm", _exact(trm), "hrm", _exact(hrm), f"on {task}")
+    if sentence:
+        lines.append(sentence)
+    ratios = []
+    for key, name in ((lambda r: r["train"]["flops_total"], "training"),
+                      (lambda r: r["inference"]["flops_per_example"], "inference")):
+        a, b = trm.values(key), hrm.values(key)
+        if a and b and min(b) > 0:
+            ratios.append(f"{name} FLOPs ×{(sum(a) / len(a)) / (sum(b) / len(b)):.2f}")
+    if ratios:
+        lines.append(f"{task}: same optimiser steps × batch and matched parameters; TRM used "
+                     f"{', '.join(ratios)} of HRM's — equal compute holds only as closely as these ratios "
+                     "(`--match flops` sizes by FLOPs instead).")
+    if not _learned([trm, hrm]):
+        lines.append(f"{task}: neither learns in the cpu budget — no verdict on the gradient here.")
+    return lines
+
+
+def question_test_time(task: str, group: list[Variant], main: list[Variant]) -> list[str]:
     lines = []
-    for task, group in by_task.items():
-        main = main_variants(group)
-        for variant in main:
-            lines += _test_time_findings(variant)
-        lines += _extrapolation_findings(task, main)
-        if not _learned(main):
-            lines.append(f"{task}: nothing learns in the cpu budget, so test-time gains here are noise around zero.")
+    for variant in main:
+        lines += _test_time_findings(variant)
+    lines += _extrapolation_findings(task, main)
+    if not _learned(main):
+        lines.append(f"{task}: nothing learns in the cpu budget, so test-time gains here are noise around zero.")
     return lines
 
 
-def question_fixed_point(by_task: dict[str, list[Variant]]) -> list[str]:
-    lines = []
-    for task, group in by_task.items():
-        for variant in main_variants(group):
-            if variant.model in ("hrm", "deq"):
-                lines += _fixed_point_findings(variant)
-    return lines
+def question_fixed_point(task: str, group: list[Variant], main: list[Variant]) -> list[str]:
+    return [line for variant in main if variant.model in ("hrm", "deq") for line in _fixed_point_findings(variant)]
 
 
-QUESTIONS: tuple[tuple[str, Callable[[dict[str, list[Variant]]], list[str]]], ...] = (
+QUESTIONS: tuple[tuple[str, Callable[[str, list[Variant], list[Variant]], list[str]]], ...] = (
     ("1. At matched parameters, how do the models rank on each task?", question_rank),
     ("2. Does outer-loop refinement (deep-supervision segments) lift the plain transformer, compared "
      "with HRM's hierarchy?", question_outer_loop),
@@ -576,7 +562,7 @@ def question_blocks(variants: list[Variant]) -> list[tuple]:
         by_task[variant.task].append(variant)
     blocks: list[tuple] = [("h2", "The five questions")]
     for title, answer in QUESTIONS:
-        lines = answer(by_task)
+        lines = [line for task, group in by_task.items() for line in answer(task, group, main_variants(group))]
         blocks += [("h3", title), ("list", lines) if lines else ("p", "The runs read here cannot answer this.")]
     return blocks
 
