@@ -337,6 +337,8 @@ def _extrapolation_findings(task: str, group: list[Variant]) -> list[str]:
         ranked = sorted(((label, [v for v in values if v is not None]) for label, (x, values) in per_variant.items()
                          if x == largest), key=lambda item: -sum(item[1]) / max(len(item[1]), 1))
         for label, values in ranked[1:]:
+            if not any(ranked[0][1]) and not any(values):
+                continue  # both 0% on every seed: nothing to compare
             sentence = _compare(ranked[0][0], ranked[0][1], label, values, f"on {task} at {axis} = {largest:g}")
             if sentence:
                 lines.append(sentence)
@@ -532,11 +534,52 @@ def question_gradient(task: str, group: list[Variant], main: list[Variant]) -> l
     return lines
 
 
+def _reach_findings(task: str, main: list[Variant]) -> list[str]:
+    """Per extrapolation axis: how far each variant keeps ≥ 50% exact (seed means), and who scores at
+    the largest point. The interval comparisons at that point follow only if someone scores there."""
+    lines = []
+    axes = sorted({axis for v in main for r in v.complete for axis in (r.get("curves") or {})})
+    for axis in axes:
+        reach, at_largest, largest = [], [], None
+        for variant in main:
+            means: dict[float, list[float]] = defaultdict(list)
+            for points in _points_by_seed(variant, lambda r: r["curves"][axis]):
+                for x, point in points.items():
+                    if _number(point.get("exact_accuracy")) is not None:
+                        means[x].append(_number(point["exact_accuracy"]))
+            if not means:
+                continue
+            mean = {x: sum(v) / len(v) for x, v in means.items()}
+            largest = max(mean) if largest is None else max(largest, max(mean))
+            reached = [x for x, value in mean.items() if value >= 0.5]
+            reach.append((max(reached) if reached else None, variant.label))
+            at_largest.append((mean, variant.label))
+        if not at_largest:
+            continue
+        if len({x for mean, _ in at_largest for x in mean}) <= 3:  # few points (maze grids): show them all
+            lines.append(f"{task}, exact accuracy by {axis}: " + "; ".join(
+                f"{label} " + ", ".join(f"{x:g}: {100 * v:.1f}%" for x, v in sorted(mean.items()))
+                for mean, label in sorted(at_largest, key=lambda item: -max(item[0].values()))) + ".")
+            reach = []
+        ranked = sorted(reach, key=lambda item: -(item[0] if item[0] is not None else -1))
+        if ranked:
+                lines.append(f"{task}: the largest {axis} at which each model still scores ≥ 50% exact (mean over seeds): "
+                         + ", ".join(f"{label} {'—' if x is None else f'{x:g}'}" for x, label in ranked) + ".")
+        scored = [(m[largest], label) for m, label in at_largest if m.get(largest)]
+        if scored:
+            lines.append(f"{task} at {axis} = {largest:g}: " + ", ".join(f"{label} {100 * v:.1f}%" for v, label in
+                                                                          sorted(scored, reverse=True)) + ".")
+            lines += [line for line in _extrapolation_findings(task, main) if f"{axis} = {largest:g}" in line]
+        else:
+            lines.append(f"{task} at {axis} = {largest:g}: every model scores 0% exact — no extrapolation that far.")
+    return lines
+
+
 def question_test_time(task: str, group: list[Variant], main: list[Variant]) -> list[str]:
     lines = []
     for variant in main:
         lines += _test_time_findings(variant)
-    lines += _extrapolation_findings(task, main)
+    lines += _reach_findings(task, main)
     if not _learned(main):
         lines.append(f"{task}: nothing learns in the cpu budget, so test-time gains here are noise around zero.")
     return lines

@@ -287,8 +287,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # model gets HRM's outer loop (2 deep-supervision segments, ACT for models with a Q head) at the
     # same budget (400 optimiser steps × 64). Measured (two runs at a time, one thread each): at 600
     # steps the transformer reached 32% exact in 61 s and HRM 15% in 159 s; at h=128 the transformer
-    # needed 90 s for 400 steps (25%), so h=64 — the slowest models (looped, TRM: ≈ 2× HRM's step)
-    # must fit 3 minutes, which caps the steps at 400. The old 8×8 / h=128 / 600-step preset took
+    # needed 90 s for 400 steps (25%), so h=64, and 400 steps for the slowest models. In the study
+    # (seed 0, training seconds): transformer 33, HRM 125, looped 176, TRM 183 — with evaluation
+    # and diagnostics TRM's run is just over 3 minutes. The old 8×8 / h=128 / 600-step preset took
     # HRM 7.4 min for 3–6% exact.
     "cpu": {"task.grid": 6, "task.train_size": 2000, "task.test_size": 256, "task.eval_grids": [8],
             "model.hidden": 64, "model.num_heads": 4, "model.ffn_multiple": 32,
