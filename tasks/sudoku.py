@@ -56,7 +56,8 @@ class SudokuConfig:
     max_iterations: int = 20000   # local-search steps per puzzle before giving up on min_rating
     rating_samples: int = 4       # generator rates each candidate as the mean over this many random symmetries
     blanks: int = 0               # > 0: re-add solution digits (random cells, seeded) until at most this many
-                                  # blanks remain: an easier, still-unique band for CPU studies; 0 = minimal
+                                  # blanks remain: an easier, still-unique band for CPU studies; 0 = minimal.
+                                  # Generated puzzles only: a loaded file (task.path) is used as it is
     seed: int = 0                 # data seed (independent of the training seed)
     path: str = ""                # load puzzles (reference CSV or one per line) instead of generating
     test_path: str = ""           # optional file for the test split when `path` is set
@@ -427,8 +428,6 @@ class SudokuTask(Task):
             raise ValueError("task.augmentations must be >= 0")
         if not 0 <= config.blanks <= 81:
             raise ValueError(f"task.blanks must be in 0..81 (0 = minimal puzzles), got {config.blanks}")
-        if config.blanks and config.path:
-            raise ValueError("task.blanks applies to generated puzzles; it cannot be combined with task.path")
         if config.min_rating < 0 or (0 <= config.max_rating < config.min_rating):
             raise ValueError("task.min_rating must be >= 0 and <= task.max_rating (or max_rating = -1)")
         if config.pool_size < 1 or config.max_drop < 1 or config.rating_samples < 1 or config.max_iterations < 0:
