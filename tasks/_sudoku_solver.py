@@ -17,9 +17,9 @@ depend on which branch happens to hold the solution, so it is the generator's st
 Generator (tdoku's recipe, REFERENCE.md §4): random full grid → remove clues in random order while
 the puzzle stays unique (a random minimal puzzle) → pool-based local search: take a pool member,
 drop a few clues, re-add random clues until the solution is unique again, minimise, rate; keep the
-candidate if it beats the pool's worst. Each output puzzle runs its own seeded chain, so puzzles are
-generated in parallel (threads; the batch functions release the GIL) and the result does not depend
-on the thread count. (numba's parallel=True would do the same but costs ~1 min of compilation.)
+candidate if it beats the pool's worst. Each chain is seeded and emits one puzzle (_generate_one) or,
+for unbounded bands, several (_generate_chain), so chains run in parallel (threads; the batch
+functions release the GIL) and the result does not depend on the thread count. (numba's parallel=True would do the same but costs ~1 min of compilation.)
 """
 from __future__ import annotations
 
@@ -382,7 +382,51 @@ def _robust_rate(puzzle, samples, variant, stack, peers, units, triads):
     return first / samples, full / samples
 
 
-SCREEN_MARGIN = 1.0  # log-guesses: skip a candidate whose first orientation is e× below the pool's worst
+SCREEN_MARGIN = 1.0  # log-guesses: skip a candidate whose first orientation is e× below the bar
+
+
+@numba.njit(cache=True)
+def _start_pool(pool, rating, fitness, samples, variant, stack, peers, units, triads):
+    """Fill the pool with random minimal puzzles and rate them."""
+    grid = np.empty(81, dtype=np.int8)
+    for p in range(pool.shape[0]):
+        _random_full_grid(grid, stack, peers, units, triads)
+        pool[p] = grid
+        _minimise(pool[p], stack, peers, units, triads)
+        rating[p], fitness[p] = _robust_rate(pool[p], samples, variant, stack, peers, units, triads)
+
+
+@numba.njit(cache=True)
+def _weakest(fitness):
+    worst = 0
+    for p in range(fitness.shape[0]):
+        if fitness[p] < fitness[worst]:
+            worst = p
+    return worst
+
+
+@numba.njit(cache=True)
+def _search_step(pool, rating, fitness, candidate, bar, samples, max_drop, variant, stack, peers, units, triads):
+    """One local-search step: mutate a random pool member into `candidate`; unless its first random
+    orientation rates e× below `bar` (log1p of complete-search guesses), rate it on `samples`
+    symmetries and let it replace the pool's weakest if at least as fit (ties too, so the pool
+    keeps moving on plateaus). Returns the candidate's search rating, or -1 when it was not rated."""
+    worst = _weakest(fitness)
+    candidate[:] = pool[np.random.randint(pool.shape[0])]
+    if not _mutate(candidate, 1 + np.random.randint(max_drop), stack, peers, units, triads):
+        return -1.0
+    if samples > 1:
+        # screen on one random orientation first: most candidates are far below the bar (rejected
+        # anyway), and the other samples cost ~40% of a step
+        _random_symmetry(candidate, variant)
+        if np.log1p(_rate(variant, stack, peers, units, triads)[1]) < bar - SCREEN_MARGIN:
+            return -1.0
+    first, full = _robust_rate(candidate, samples, variant, stack, peers, units, triads)
+    if full >= fitness[worst]:
+        pool[worst] = candidate
+        rating[worst] = first
+        fitness[worst] = full
+    return first
 
 
 @numba.njit(cache=True)
@@ -395,31 +439,24 @@ def _generate_one(seed, min_rating, samples, pool_size, max_iterations, max_drop
     tdoku-comparable number) reaches min_rating, or after max_iterations (then: the highest
     rating). Both are symmetry-averaged (_robust_rate); the puzzle is returned in a random
     orientation so its plain rating is an unbiased draw, not the orientation the search saw.
+    Used for bounded bands (the caller filters by max_rating) and one puzzle per chain.
     """
     np.random.seed(seed)
     pool = np.zeros((pool_size, 81), dtype=np.int8)
     rating = np.zeros(pool_size, dtype=np.float64)
     fitness = np.zeros(pool_size, dtype=np.float64)
-    grid = np.empty(81, dtype=np.int8)
     variant = np.empty(81, dtype=np.int8)
-    for p in range(pool_size):
-        _random_full_grid(grid, stack, peers, units, triads)
-        pool[p] = grid
-        _minimise(pool[p], stack, peers, units, triads)
-        rating[p], fitness[p] = _robust_rate(pool[p], samples, variant, stack, peers, units, triads)
+    _start_pool(pool, rating, fitness, samples, variant, stack, peers, units, triads)
     candidate = np.empty(81, dtype=np.int8)
     iterations = 0
     while True:
         best = 0      # highest rating
         reached = -1  # lowest rating >= min_rating (so bounded bands such as [0, 0] accept often)
-        worst = 0     # lowest fitness
         for p in range(pool_size):
             if rating[p] > rating[best]:
                 best = p
             if rating[p] >= min_rating and (reached < 0 or rating[p] < rating[reached]):
                 reached = p
-            if fitness[p] < fitness[worst]:
-                worst = p
         if reached >= 0 and rating[reached] > 0:
             # winner's curse: the search picked the luckiest estimate, so re-rate with fresh samples
             # and keep the pooled mean; a candidate that falls below min_rating searches on.
@@ -433,20 +470,79 @@ def _generate_one(seed, min_rating, samples, pool_size, max_iterations, max_drop
             _random_symmetry(pool[reached], out)
             return rating[reached], iterations
         iterations += 1
-        candidate[:] = pool[np.random.randint(pool_size)]
-        if not _mutate(candidate, 1 + np.random.randint(max_drop), stack, peers, units, triads):
+        _search_step(pool, rating, fitness, candidate, fitness[_weakest(fitness)], samples, max_drop, variant,
+                     stack, peers, units, triads)
+
+
+@numba.njit(cache=True)
+def _shared_clues(a, b):
+    shared = 0
+    for cell in range(81):
+        if a[cell] and a[cell] == b[cell]:
+            shared += 1
+    return shared
+
+
+@numba.njit(cache=True)
+def _generate_chain(seed, min_rating, samples, pool_size, max_iterations, max_drop, max_shared, restart, out,
+                    emitted, ratings, iterations, stack, peers, units, triads):
+    """One seeded chain that emits up to len(out) puzzles rated >= min_rating; returns how many.
+
+    The pool climbs as in _generate_one, but the chain does not end at the first hard puzzle: once
+    the pool is hard, many of its mutations are hard too, so every *candidate* whose search rating
+    reaches min_rating (and holds up under fresh samples) is emitted — this is what makes extreme
+    sets fast (the climb from random minimal puzzles is most of a chain's cost). Candidates of one
+    chain are related (mutations of the same pool), so a candidate is emitted only if it differs from
+    every earlier emission of the chain and shares at most `max_shared` of its clues (same cell, same
+    digit) with each. Climbs are heavy-tailed (a pool can sit below min_rating for tens of thousands of steps), so
+    the pool restarts from fresh random minimal puzzles after `restart` steps without an emission.
+    The budget is max_iterations per requested puzzle. `emitted` receives the puzzles in the
+    search's orientation (the one the clue-sharing test compares), `out` in a random one.
+    """
+    np.random.seed(seed)
+    pool = np.zeros((pool_size, 81), dtype=np.int8)
+    rating = np.zeros(pool_size, dtype=np.float64)
+    fitness = np.zeros(pool_size, dtype=np.float64)
+    variant = np.empty(81, dtype=np.int8)
+    _start_pool(pool, rating, fitness, samples, variant, stack, peers, units, triads)
+    candidate = np.empty(81, dtype=np.int8)
+    floor = np.log1p(min_rating)
+    n = 0
+    step = 0
+    last = 0  # step of the last emission or restart
+    while n < out.shape[0] and step < max_iterations * out.shape[0]:
+        step += 1
+        if step - last > restart:
+            _start_pool(pool, rating, fitness, samples, variant, stack, peers, units, triads)
+            last = step
+        bar = min(fitness[_weakest(fitness)], floor)  # screen only what can neither join nor be emitted
+        first = _search_step(pool, rating, fitness, candidate, bar, samples, max_drop, variant, stack, peers,
+                             units, triads)
+        if first < min_rating:
             continue
-        if samples > 1:
-            # screen on one random orientation first: most candidates are far below the pool (they
-            # are rejected anyway), and the other samples cost ~40% of an iteration
-            _random_symmetry(candidate, variant)
-            if np.log1p(_rate(variant, stack, peers, units, triads)[1]) < fitness[worst] - SCREEN_MARGIN:
-                continue
-        first, full = _robust_rate(candidate, samples, variant, stack, peers, units, triads)
-        if full >= fitness[worst]:  # ties replace too, so the pool keeps moving on plateaus
-            pool[worst] = candidate
-            rating[worst] = first
-            fitness[worst] = full
+        clues = 0
+        for cell in range(81):
+            if candidate[cell]:
+                clues += 1
+        distinct = True
+        for q in range(n):
+            shared = _shared_clues(candidate, emitted[q])
+            if shared > max_shared * clues or shared == clues:  # all shared: the same minimal puzzle
+                distinct = False
+                break
+        if not distinct:
+            continue
+        # winner's curse (as in _generate_one): re-rate with fresh samples, keep the pooled mean
+        first = (first + _robust_rate(candidate, samples, variant, stack, peers, units, triads)[0]) / 2
+        if first < min_rating:
+            continue
+        emitted[n] = candidate
+        _random_symmetry(candidate, out[n])
+        ratings[n] = first
+        iterations[n] = step
+        last = step
+        n += 1
+    return n
 
 
 @numba.njit(cache=True, nogil=True)
@@ -458,6 +554,17 @@ def generate_batch(seeds, min_rating, samples, pool_size, max_iterations, max_dr
                               stack, PEERS, UNITS, TRIADS)
         ratings[i] = r
         iterations[i] = it
+
+
+@numba.njit(cache=True, nogil=True)
+def generate_chains_batch(seeds, min_rating, samples, pool_size, max_iterations, max_drop, max_shared, restart,
+                          puzzles, originals, ratings, iterations, counts):
+    """puzzles (chains, per_chain, 81): chain i emits counts[i] puzzles into puzzles[i, :counts[i]]."""
+    stack = np.empty((82, 81), dtype=np.int32)
+    for i in range(seeds.shape[0]):
+        counts[i] = _generate_chain(seeds[i], min_rating, samples, pool_size, max_iterations, max_drop,
+                                    max_shared, restart, puzzles[i], originals[i], ratings[i], iterations[i], stack,
+                                    PEERS, UNITS, TRIADS)
 
 
 @numba.njit(cache=True, nogil=True)

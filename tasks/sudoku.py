@@ -2,7 +2,10 @@
 
 The public Sudoku-Extreme set cannot be downloaded here, so puzzles are *made* (REFERENCE.md §4):
 random full grid → random minimal puzzle → pool-based local search for difficulty (tdoku's
-recipe), all in the numba core `tasks/_sudoku_solver.py`, seeded, cached on disk.
+recipe), all in the numba core `tasks/_sudoku_solver.py`, seeded, cached on disk. For unbounded
+bands (Sudoku-Extreme: `min_rating` only) one search chain emits up to `puzzles_per_chain` hard
+puzzles once its pool has climbed (≈200/min on 2 cores instead of ≈33): they are related (≈70% of
+clues shared within a chain), and train/test/bands always come from different chains.
 
 rating = guesses of our DPLL solver (singles + locked candidates) to the first solution, the
 quantity tdoku reports. Measured on the same puzzles: forum_hardest_1106 mean 123.5 here vs 113.16
@@ -55,6 +58,11 @@ class SudokuConfig:
     max_drop: int = 2             # clues dropped per mutation: 1..max_drop
     max_iterations: int = 20000   # local-search steps per puzzle before giving up on min_rating
     rating_samples: int = 4       # generator rates each candidate as the mean over this many random symmetries
+    puzzles_per_chain: int = 16   # unbounded bands: a search chain emits up to this many puzzles once its pool is
+                                  # hard (1 = one independent chain per puzzle, ≈ 5× slower; see docs)
+    max_shared: float = 1.0       # ... each sharing at most this fraction of its clues with the chain's earlier ones
+                                  # (1.0: any puzzle not emitted before; lower is more diverse and slower, see docs);
+    restart_steps: int = 4000     # ... and restarting its pool after this many search steps without an emission
     blanks: int = 0               # > 0: re-add solution digits (random cells, seeded) until at most this many
                                   # blanks remain: an easier, still-unique band for CPU studies; 0 = minimal.
                                   # Generated puzzles only: a loaded file (task.path) is used as it is
@@ -109,17 +117,28 @@ def random_minimal(count: int, seed: int) -> np.ndarray:
 
 def generate(count: int, min_rating: int, max_rating: int = -1, seed: int = 0, stream: str = "train",
              pool_size: int = 2, max_drop: int = 2, max_iterations: int = 20000,
-             rating_samples: int = 4) -> dict[str, np.ndarray]:
+             rating_samples: int = 4, puzzles_per_chain: int = SudokuConfig.puzzles_per_chain,
+             max_shared: float = SudokuConfig.max_shared,
+             restart_steps: int = SudokuConfig.restart_steps) -> dict[str, np.ndarray]:
     """`count` unique puzzles whose search rating (mean rating over `rating_samples` random
     symmetries) lies in [min_rating, max_rating] (-1: unbounded), seeded.
 
     Chains run in seed order; those that miss the band are skipped, so the result does not depend on
     the number of threads. Each puzzle is returned in a random orientation; "ratings" is its plain
     rating in that orientation (an unbiased draw of its symmetry-averaged rating).
+
+    puzzles_per_chain > 1 (unbounded bands only: a bounded band is reached early in a climb, so one
+    chain per puzzle is already cheap there) lets a chain go on emitting hard candidates after its
+    pool has climbed, each sharing at most `max_shared` of its clues with the chain's earlier ones; a
+    chain restarts its pool after `restart_steps` steps without an emission.
     """
-    if pool_size < 1 or max_drop < 1 or max_iterations < 0 or rating_samples < 1:
-        raise ValueError("task.pool_size, task.max_drop and task.rating_samples must be >= 1, "
-                         "task.max_iterations >= 0")
+    if (pool_size < 1 or max_drop < 1 or max_iterations < 0 or rating_samples < 1 or puzzles_per_chain < 1
+            or restart_steps < 1):
+        raise ValueError("task.pool_size, task.max_drop, task.rating_samples, task.puzzles_per_chain and "
+                         "task.restart_steps must be >= 1, task.max_iterations >= 0")
+    if not 0.0 <= max_shared <= 1.0:
+        raise ValueError("task.max_shared must be in [0, 1]")
+    per_chain = puzzles_per_chain if max_rating < 0 else 1
     kept: list[np.ndarray] = []
     ratings: list[np.ndarray] = []
     iterations: list[np.ndarray] = []
@@ -130,26 +149,42 @@ def generate(count: int, min_rating: int, max_rating: int = -1, seed: int = 0, s
                             f"[{min_rating}, {max_rating if max_rating >= 0 else '∞'}] after {chains} "
                             f"search chains; widen the band or raise task.max_iterations")
         needed = count - sum(map(len, kept))
-        batch = max(_workers(), needed + needed // 10)  # a few spare chains for band misses
-        puzzles = np.zeros((batch, 81), dtype=np.int8)
-        rating = np.zeros(batch, dtype=np.float64)
-        steps = np.zeros(batch, dtype=np.int64)
+        per_chain = min(per_chain, needed)  # a chain's k-th puzzle does not depend on its cap: still seeded
+        batch = max(_workers(), -(-needed // per_chain) + needed // (10 * per_chain))  # spares for misses
         seeds = chain_seeds(seed, stream, chains, batch)
-        _in_chunks(lambda *a: core.generate_batch(a[0], min_rating, rating_samples, pool_size, max_iterations,
-                                                  max_drop, *a[1:]), batch, seeds, puzzles, rating, steps,
-                   pieces=batch)  # one chain per piece: chain lengths vary a lot
         chains += batch
-        ok = (rating >= min_rating) & ((rating <= max_rating) if max_rating >= 0 else True)
-        kept.append(puzzles[ok])
-        ratings.append(rating[ok])
-        iterations.append(steps[ok])
+        if per_chain == 1:
+            puzzles = np.zeros((batch, 81), dtype=np.int8)
+            rating = np.zeros(batch, dtype=np.float64)
+            steps = np.zeros(batch, dtype=np.int64)
+            _in_chunks(lambda *a: core.generate_batch(a[0], min_rating, rating_samples, pool_size, max_iterations,
+                                                      max_drop, *a[1:]), batch, seeds, puzzles, rating, steps,
+                       pieces=batch)  # one chain per piece: chain lengths vary a lot
+            ok = (rating >= min_rating) & ((rating <= max_rating) if max_rating >= 0 else True)
+            puzzles, rating, steps = puzzles[ok], rating[ok], steps[ok]
+        else:
+            grid = np.zeros((batch, per_chain, 81), dtype=np.int8)
+            rating = np.zeros((batch, per_chain), dtype=np.float64)
+            steps = np.zeros((batch, per_chain), dtype=np.int64)
+            emitted = np.zeros(batch, dtype=np.int64)
+            _in_chunks(lambda *a: core.generate_chains_batch(a[0], min_rating, rating_samples, pool_size,
+                                                             max_iterations, max_drop, max_shared, restart_steps,
+                                                             *a[1:]),
+                       batch, seeds, grid, np.zeros_like(grid), rating, steps, emitted, pieces=batch)
+            ok = np.arange(per_chain)[None, :] < emitted[:, None]   # chain order, then emission order
+            puzzles, rating, steps = grid[ok], rating[ok], steps[ok]
+        fresh = ~_equivalent_within(np.concatenate([*kept, puzzles]))[sum(map(len, kept)):]
+        kept.append(puzzles[fresh])
+        ratings.append(rating[fresh])
+        iterations.append(steps[fresh])
     questions = np.concatenate(kept)[:count]
     solved = solve(questions)
     if not (solved["counts"] == 1).all():  # the search only ever keeps unique puzzles: a bug if not
         raise AssertionError("sudoku generator produced a puzzle without a unique solution")
     return {"questions": questions.astype(np.uint8), "answers": solved["solutions"].astype(np.uint8),
             "ratings": solved["rating"], "full_ratings": solved["full_rating"],
-            "search_ratings": np.concatenate(ratings)[:count], "iterations": np.concatenate(iterations)[:count], "chains": np.array(chains)}
+            "search_ratings": np.concatenate(ratings)[:count], "iterations": np.concatenate(iterations)[:count],
+            "chains": np.array(chains)}
 
 
 def fill_blanks(arrays: dict[str, np.ndarray], blanks: int, seed: int) -> dict[str, np.ndarray]:
@@ -278,6 +313,22 @@ def equivalent_to_any(candidates: np.ndarray, reference: np.ndarray) -> np.ndarr
     return mask
 
 
+def _equivalent_within(puzzles: np.ndarray) -> np.ndarray:
+    """mask[i] = puzzles[i] is equivalent to an earlier puzzle of the same set."""
+    keys = invariants(puzzles)
+    seen: dict[bytes, list[int]] = {}
+    for i, key in enumerate(keys):
+        seen.setdefault(key, []).append(i)
+    mask = np.zeros(len(puzzles), dtype=bool)
+    suspects = sorted(i for group in seen.values() if len(group) > 1 for i in group)
+    if suspects:
+        forms: set[bytes] = set()
+        for i, form in zip(suspects, canonical(puzzles[suspects])):
+            mask[i] = bytes(form) in forms
+            forms.add(bytes(form))
+    return mask
+
+
 # --------------------------------------------------------------------------------------------
 # Loading
 def _parse_grid(text: str, path: str, line: int, what: str, blanks: str) -> np.ndarray:
@@ -401,7 +452,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # blanks, 600 steps (128 s), still 0 exact — 94% token accuracy, i.e. about half the blanks right.
     # 6 blanks and 300 steps were meant to keep every model under 3 minutes; in the study (seed 0,
     # training seconds) the transformer took 57, HRM 104, DEQ 154 and TRM 260 (its 16 prefix
-    # positions make seq 97) — TRM is over. Exact accuracy stayed at 1–3%: Sudoku at this scale is
+    # positions make seq 97) — TRM is over. Exact accuracy stayed at 1–4% (3 seeds): Sudoku at this scale is
     # the finding, and real Sudoku-Extreme needs the paper preset on GPUs.
     "cpu": {"task.train_size": 1000, "task.test_size": 256, "task.min_rating": 0, "task.max_rating": 0,
             "task.blanks": 6, "task.augmentations": 7, "task.rating_bands": "",
@@ -430,9 +481,12 @@ class SudokuTask(Task):
             raise ValueError(f"task.blanks must be in 0..81 (0 = minimal puzzles), got {config.blanks}")
         if config.min_rating < 0 or (0 <= config.max_rating < config.min_rating):
             raise ValueError("task.min_rating must be >= 0 and <= task.max_rating (or max_rating = -1)")
-        if config.pool_size < 1 or config.max_drop < 1 or config.rating_samples < 1 or config.max_iterations < 0:
-            raise ValueError("task.pool_size, task.max_drop and task.rating_samples must be >= 1, "
-                             "task.max_iterations >= 0")
+        if (config.pool_size < 1 or config.max_drop < 1 or config.rating_samples < 1 or config.max_iterations < 0
+                or config.puzzles_per_chain < 1 or config.restart_steps < 1):
+            raise ValueError("task.pool_size, task.max_drop, task.rating_samples, task.puzzles_per_chain and "
+                             "task.restart_steps must be >= 1, task.max_iterations >= 0")
+        if not 0.0 <= config.max_shared <= 1.0:
+            raise ValueError("task.max_shared must be in [0, 1]")
         self.bands = {band_name(b): b for b in parse_bands(config.rating_bands)}
         self.spec = TaskSpec(vocab_size=VOCAB_SIZE, seq_len=81)
 
@@ -451,7 +505,8 @@ class SudokuTask(Task):
         config = self.config
         arrays = generate(count, band[0], band[1], seed=config.seed, stream=stream, pool_size=config.pool_size,
                           max_drop=config.max_drop, max_iterations=config.max_iterations,
-                          rating_samples=config.rating_samples)
+                          rating_samples=config.rating_samples, puzzles_per_chain=config.puzzles_per_chain,
+                          max_shared=config.max_shared, restart_steps=config.restart_steps)
         return fill_blanks(arrays, config.blanks, seed=zlib.crc32(f"{config.seed}:{stream}:blanks".encode()))
 
     def _arrays(self, split: str) -> dict[str, np.ndarray]:

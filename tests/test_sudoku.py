@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from tasks.registry import DataError, create_task
-from tasks.sudoku import (augment, canonical, equivalent_to_any, generate, load, random_minimal,
-                          solve, valid_solutions)
+from tasks import _sudoku_solver as core
+from tasks.sudoku import (_equivalent_within, augment, canonical, chain_seeds, equivalent_to_any, generate, load,
+                          random_minimal, solve, valid_solutions)
 
 HARDEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "sudoku" / "forum_hardest_1106.txt"
 if not HARDEST.exists():  # the development checkout keeps shared/ under /work
@@ -117,6 +118,47 @@ def test_generator_is_deterministic_unique_and_in_band(generated):
     assert valid_solutions(generated["questions"], generated["answers"]).all()
     band = generate(8, min_rating=0, max_rating=0, seed=1)
     assert (solve(band["questions"])["rating"] == 0).all()
+
+
+def test_a_chain_emits_several_distinct_puzzles_once_its_pool_is_hard():
+    chains, per_chain, max_shared = 2, 4, 0.5
+    puzzles = np.zeros((chains, per_chain, 81), dtype=np.int8)
+    originals = np.zeros_like(puzzles)
+    ratings = np.zeros((chains, per_chain))
+    steps = np.zeros((chains, per_chain), dtype=np.int64)
+    counts = np.zeros(chains, dtype=np.int64)
+    core.generate_chains_batch(chain_seeds(0, "chain-test", 0, chains), 3, 4, 2, 20000, 2, max_shared, 4000,
+                               puzzles, originals, ratings, steps, counts)
+    assert (counts == per_chain).all()
+    assert (ratings >= 3).all() and (np.diff(steps, axis=1) > 0).all()
+    flat, flat_originals = puzzles.reshape(-1, 81), originals.reshape(-1, 81)
+    assert (solve(flat)["counts"] == 1).all()
+    assert np.array_equal(canonical(flat), canonical(flat_originals))  # emitted = a symmetric variant
+    for chain in originals:
+        for a in range(per_chain):
+            for b in range(a):
+                shared = ((chain[a] == chain[b]) & (chain[a] > 0)).sum()
+                assert shared <= max_shared * (chain[a] > 0).sum()
+
+
+def test_chained_generation_is_seeded_and_thread_count_free(monkeypatch):
+    config = dict(min_rating=3, seed=2, puzzles_per_chain=3, max_shared=0.6)
+    two = generate(7, **config)
+    monkeypatch.setenv("RECURRENT_BENCH_WORKERS", "1")
+    one = generate(7, **config)
+    assert np.array_equal(one["questions"], two["questions"]) and len(one["questions"]) == 7
+    assert int(one["chains"]) < 7                                   # several puzzles per chain
+    assert (one["search_ratings"] >= 3).all() and (solve(one["questions"])["counts"] == 1).all()
+    assert not _equivalent_within(one["questions"].astype(np.int8)).any()
+    # bounded bands ignore puzzles_per_chain (a bounded band is reached early in a climb)
+    assert np.array_equal(generate(4, min_rating=0, max_rating=0, seed=1, puzzles_per_chain=1)["questions"],
+                          generate(4, min_rating=0, max_rating=0, seed=1, puzzles_per_chain=5)["questions"])
+
+
+def test_equivalent_within_marks_later_symmetric_copies(generated):
+    copies, _ = augment(generated["questions"][:2], generated["answers"][:2], copies=1, seed=4)
+    batch = np.concatenate([generated["questions"][:3], copies]).astype(np.int8)
+    assert _equivalent_within(batch).tolist() == [False, False, False, True, True]
 
 
 # ---------------------------------------------------------------------------------------------- symmetries
@@ -279,6 +321,10 @@ def test_bad_config_is_a_value_error():
         create_task("sudoku", rating_bands="5-2")
     with pytest.raises(ValueError, match="min_rating"):
         create_task("sudoku", min_rating=5, max_rating=2)
+    with pytest.raises(ValueError, match="max_shared"):
+        create_task("sudoku", max_shared=1.5)
+    with pytest.raises(ValueError, match="puzzles_per_chain"):
+        create_task("sudoku", puzzles_per_chain=0)
 
 
 def test_blanks_makes_an_easier_unique_band(tmp_path, monkeypatch):

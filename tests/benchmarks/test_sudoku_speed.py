@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tasks import _sudoku_solver as core
-from tasks.sudoku import _workers, generate, random_minimal
+from tasks.sudoku import SudokuConfig, _workers, generate, random_minimal
 
 HARDEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "sudoku" / "forum_hardest_1106.txt"
 if not HARDEST.exists():
@@ -75,8 +75,8 @@ def test_solve_easy_puzzles_one_core(benchmark):
 
 
 def test_generate_extreme(benchmark):
-    count = _workers()  # one extreme puzzle per worker: ≈5 CPU-s each
-    generate(1, min_rating=1, seed=0)  # compile outside the timing
+    count = SudokuConfig.puzzles_per_chain * _workers()  # one full search chain per worker (≈ 10 CPU-s each)
+    generate(2, min_rating=1, seed=0, puzzles_per_chain=2)  # compile outside the timing
     clock = CpuClock()
     made = benchmark.pedantic(clock.wrap(lambda: generate(count, min_rating=20, seed=123)), rounds=1, iterations=1)
     seconds = benchmark.stats.stats.median
