@@ -397,6 +397,17 @@ def _start_pool(pool, rating, fitness, samples, variant, stack, peers, units, tr
 
 
 @numba.njit(cache=True)
+def _new_pool(pool_size, samples, stack, peers, units, triads):
+    """A started pool with its ratings and fitness, plus scratch grids (variant, candidate)."""
+    pool = np.zeros((pool_size, 81), dtype=np.int8)
+    rating = np.zeros(pool_size, dtype=np.float64)
+    fitness = np.zeros(pool_size, dtype=np.float64)
+    variant = np.empty(81, dtype=np.int8)
+    _start_pool(pool, rating, fitness, samples, variant, stack, peers, units, triads)
+    return pool, rating, fitness, variant, np.empty(81, dtype=np.int8)
+
+
+@numba.njit(cache=True)
 def _weakest(fitness):
     worst = 0
     for p in range(fitness.shape[0]):
@@ -442,12 +453,7 @@ def _generate_one(seed, min_rating, samples, pool_size, max_iterations, max_drop
     Used for bounded bands (the caller filters by max_rating) and one puzzle per chain.
     """
     np.random.seed(seed)
-    pool = np.zeros((pool_size, 81), dtype=np.int8)
-    rating = np.zeros(pool_size, dtype=np.float64)
-    fitness = np.zeros(pool_size, dtype=np.float64)
-    variant = np.empty(81, dtype=np.int8)
-    _start_pool(pool, rating, fitness, samples, variant, stack, peers, units, triads)
-    candidate = np.empty(81, dtype=np.int8)
+    pool, rating, fitness, variant, candidate = _new_pool(pool_size, samples, stack, peers, units, triads)
     iterations = 0
     while True:
         best = 0      # highest rating
@@ -500,12 +506,7 @@ def _generate_chain(seed, min_rating, samples, pool_size, max_iterations, max_dr
     search's orientation (the one the clue-sharing test compares), `out` in a random one.
     """
     np.random.seed(seed)
-    pool = np.zeros((pool_size, 81), dtype=np.int8)
-    rating = np.zeros(pool_size, dtype=np.float64)
-    fitness = np.zeros(pool_size, dtype=np.float64)
-    variant = np.empty(81, dtype=np.int8)
-    _start_pool(pool, rating, fitness, samples, variant, stack, peers, units, triads)
-    candidate = np.empty(81, dtype=np.int8)
+    pool, rating, fitness, variant, candidate = _new_pool(pool_size, samples, stack, peers, units, triads)
     floor = np.log1p(min_rating)
     n = 0
     step = 0
