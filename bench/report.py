@@ -563,7 +563,8 @@ def _reach_findings(task: str, main: list[Variant]) -> list[str]:
             reach = []
         ranked = sorted(reach, key=lambda item: -(item[0] if item[0] is not None else -1))
         if ranked:
-                lines.append(f"{task}: the largest {axis} at which each model still scores ≥ 50% exact (mean over seeds): "
+            lines.append(f"{task}: the largest {axis} at which each model still scores ≥ 50% exact "
+                         "(mean over seeds): "
                          + ", ".join(f"{label} {'—' if x is None else f'{x:g}'}" for x, label in ranked) + ".")
         scored = [(m[largest], label) for m, label in at_largest if m.get(largest)]
         if scored:

@@ -19,7 +19,8 @@ the puzzle stays unique (a random minimal puzzle) → pool-based local search: t
 drop a few clues, re-add random clues until the solution is unique again, minimise, rate; keep the
 candidate if it beats the pool's worst. Each chain is seeded and emits one puzzle (_generate_one) or,
 for unbounded bands, several (_generate_chain), so chains run in parallel (threads; the batch
-functions release the GIL) and the result does not depend on the thread count. (numba's parallel=True would do the same but costs ~1 min of compilation.)
+functions release the GIL) and the result does not depend on the thread count. (numba's
+parallel=True would do the same but costs ~1 min of compilation.)
 """
 from __future__ import annotations
 
@@ -417,12 +418,14 @@ def _weakest(fitness):
 
 
 @numba.njit(cache=True)
-def _search_step(pool, rating, fitness, candidate, bar, samples, max_drop, variant, stack, peers, units, triads):
+def _search_step(pool, rating, fitness, candidate, floor, samples, max_drop, variant, stack, peers, units, triads):
     """One local-search step: mutate a random pool member into `candidate`; unless its first random
-    orientation rates e× below `bar` (log1p of complete-search guesses), rate it on `samples`
-    symmetries and let it replace the pool's weakest if at least as fit (ties too, so the pool
-    keeps moving on plateaus). Returns the candidate's search rating, or -1 when it was not rated."""
+    orientation rates e× below the bar — the pool's weakest fitness, or `floor` if lower (both log1p
+    of complete-search guesses) — rate it on `samples` symmetries and let it replace the pool's
+    weakest if at least as fit (ties too, so the pool keeps moving on plateaus). Returns the
+    candidate's search rating, or -1 when it was not rated."""
     worst = _weakest(fitness)
+    bar = min(fitness[worst], floor)
     candidate[:] = pool[np.random.randint(pool.shape[0])]
     if not _mutate(candidate, 1 + np.random.randint(max_drop), stack, peers, units, triads):
         return -1.0
@@ -476,8 +479,8 @@ def _generate_one(seed, min_rating, samples, pool_size, max_iterations, max_drop
             _random_symmetry(pool[reached], out)
             return rating[reached], iterations
         iterations += 1
-        _search_step(pool, rating, fitness, candidate, fitness[_weakest(fitness)], samples, max_drop, variant,
-                     stack, peers, units, triads)
+        _search_step(pool, rating, fitness, candidate, np.inf, samples, max_drop, variant, stack, peers, units,
+                     triads)
 
 
 @numba.njit(cache=True)
@@ -500,8 +503,9 @@ def _generate_chain(seed, min_rating, samples, pool_size, max_iterations, max_dr
     sets fast (the climb from random minimal puzzles is most of a chain's cost). Candidates of one
     chain are related (mutations of the same pool), so a candidate is emitted only if it differs from
     every earlier emission of the chain and shares at most `max_shared` of its clues (same cell, same
-    digit) with each. Climbs are heavy-tailed (a pool can sit below min_rating for tens of thousands of steps), so
-    the pool restarts from fresh random minimal puzzles after `restart` steps without an emission.
+    digit) with each. Climbs are heavy-tailed (a pool can sit below min_rating for tens of thousands
+    of steps), so the pool restarts from fresh random minimal puzzles after `restart` steps without
+    an emission.
     The budget is max_iterations per requested puzzle. `emitted` receives the puzzles in the
     search's orientation (the one the clue-sharing test compares), `out` in a random one.
     """
@@ -516,8 +520,8 @@ def _generate_chain(seed, min_rating, samples, pool_size, max_iterations, max_dr
         if step - last > restart:
             _start_pool(pool, rating, fitness, samples, variant, stack, peers, units, triads)
             last = step
-        bar = min(fitness[_weakest(fitness)], floor)  # screen only what can neither join nor be emitted
-        first = _search_step(pool, rating, fitness, candidate, bar, samples, max_drop, variant, stack, peers,
+        # screen only what can neither join the pool nor be emitted
+        first = _search_step(pool, rating, fitness, candidate, floor, samples, max_drop, variant, stack, peers,
                              units, triads)
         if first < min_rating:
             continue

@@ -452,8 +452,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # blanks, 600 steps (128 s), still 0 exact — 94% token accuracy, i.e. about half the blanks right.
     # 6 blanks and 300 steps were meant to keep every model under 3 minutes; in the study (seed 0,
     # training seconds) the transformer took 57, HRM 104, DEQ 154 and TRM 260 (its 16 prefix
-    # positions make seq 97) — TRM is over. Exact accuracy stayed at 1–4% (3 seeds): Sudoku at this scale is
-    # the finding, and real Sudoku-Extreme needs the paper preset on GPUs.
+    # positions make seq 97) — TRM is over. Exact accuracy stayed at 1–4% (3 seeds): Sudoku at this
+    # scale is the finding, and real Sudoku-Extreme needs the paper preset on GPUs.
     "cpu": {"task.train_size": 1000, "task.test_size": 256, "task.min_rating": 0, "task.max_rating": 0,
             "task.blanks": 6, "task.augmentations": 7, "task.rating_bands": "",
             "model.hidden": 64, "model.num_heads": 4, "model.ffn_multiple": 32,
