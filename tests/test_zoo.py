@@ -8,7 +8,7 @@ from bench.config import resolve
 from bench.matching import count_params, inference_flops
 from bench.measure import count_flops
 from bench.runner import execute
-from models.blocks import BidirectionalMamba, selective_scan_flops, swiglu_intermediate
+from models.blocks import BidirectionalMamba, selective_scan, selective_scan_flops, swiglu_intermediate
 from models.registry import create_model, model_names
 from tasks.registry import TaskSpec
 
@@ -186,18 +186,35 @@ def naive_selective_scan(x, delta, A, B, C, D):
     return torch.stack(outputs, dim=1)
 
 
-@pytest.mark.parametrize("length", [13, 16])   # the parallel scan pads to a power of two
-def test_pure_torch_selective_scan_equals_the_naive_loop(length):
+def scan_inputs(batch, length, inner, state, dtype=torch.float64):
     generator = torch.Generator().manual_seed(0)
-    mixer = BidirectionalMamba(hidden=8, state_size=4)
-    block = mixer.directions[0]
-    batch, inner, state = 2, 16, 4
-    x = torch.randn(batch, length, inner, generator=generator)
-    delta = torch.rand(batch, length, inner, generator=generator) * 0.5
-    A = -torch.rand(inner, state, generator=generator) - 0.1
-    B, C = torch.randn(2, batch, length, state, generator=generator)
-    D = torch.randn(inner, generator=generator)
-    torch.testing.assert_close(block.selective_scan(x, delta, A, B, C, D), naive_selective_scan(x, delta, A, B, C, D),
+    x = torch.randn(batch, length, inner, generator=generator, dtype=dtype)
+    delta = torch.rand(batch, length, inner, generator=generator, dtype=dtype) * 0.5
+    A = -torch.rand(inner, state, generator=generator, dtype=dtype) - 0.1
+    B, C = torch.randn(2, batch, length, state, generator=generator, dtype=dtype)
+    D = torch.randn(inner, generator=generator, dtype=dtype)
+    return x, delta, A, B, C, D
+
+
+def test_pure_torch_selective_scan_equals_the_naive_loop_in_value_and_gradient():
+    inputs = [tensor.requires_grad_() for tensor in scan_inputs(2, 13, 16, 4)]
+    torch.testing.assert_close(selective_scan(*inputs), naive_selective_scan(*inputs))
+    weights = torch.randn(2, 13, 16, dtype=torch.float64)     # a loss that weighs every output differently
+    ours = torch.autograd.grad((selective_scan(*inputs) * weights).sum(), inputs)
+    naive = torch.autograd.grad((naive_selective_scan(*inputs) * weights).sum(), inputs)
+    for mine, reference in zip(ours, naive):
+        torch.testing.assert_close(mine, reference)
+    small = tuple(tensor.requires_grad_() for tensor in scan_inputs(1, 5, 3, 2))
+    assert torch.autograd.gradcheck(selective_scan, small)   # the written-out backward against finite differences
+
+
+def test_selective_scan_matches_mambapy_parallel_scan_in_float32():
+    """The scan that replaced mambapy's on CPU computes the same function (to float32 rounding)."""
+    from mambapy.pscan import pscan
+
+    x, delta, A, B, C, D = scan_inputs(2, 13, 16, 4, dtype=torch.float32)
+    states = pscan(torch.exp(delta.unsqueeze(-1) * A), delta.unsqueeze(-1) * B.unsqueeze(2) * x.unsqueeze(-1))
+    torch.testing.assert_close(selective_scan(x, delta, A, B, C, D), (states @ C.unsqueeze(-1)).squeeze(3) + D * x,
                                rtol=1e-4, atol=1e-5)
 
 
@@ -227,7 +244,7 @@ def test_bidirectional_mamba_sees_tokens_on_both_sides():
 def test_mamba_scan_flops_are_added_analytically():
     model = create_model("mamba", SPEC, hidden=16, num_layers=2, state_size=4)
     inner, length = 32, SPEC.seq_len   # no puzzle prefix (num_puzzle_ids=0)
-    scan = selective_scan_flops(1, length, inner, 4) - 2 * length * inner * 4   # minus the counted read-out matmul
+    scan = selective_scan_flops(1, length, inner, 4)   # read-out included: the counter sees no matmul in the scan
     batch = toy_batch(1)
     with torch.no_grad(), count_flops() as counted:
         model(model.initial_carry(batch), batch)
