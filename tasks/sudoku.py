@@ -457,7 +457,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"task.train_size": 1000, "task.test_size": 256, "task.min_rating": 0, "task.max_rating": 0,
             "task.blanks": 6, "task.augmentations": 7, "task.rating_bands": "",
             "model.hidden": 64, "model.num_heads": 4, "model.ffn_multiple": 32,
-            "train.steps": 300, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,
+            "train.steps": 270, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,
             "train.weight_decay": 0.1, "train.segments": 2, "train.eval_batch_size": 256,
             "train.diagnostics_examples": 128},
     # HRM's Sudoku-Extreme-1k recipe (REFERENCE.md §1, §4): 1000 puzzles × 1000 augmentations, extreme
