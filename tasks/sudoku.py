@@ -450,10 +450,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # symmetric variants. Measured (two runs at a time, one thread each): on minimal rating-0 puzzles
     # (≈ 55 blanks) the transformer stayed at 0 exact (blank-cell accuracy 0.20, chance 0.11); with 10
     # blanks, 600 steps (128 s), still 0 exact — 94% token accuracy, i.e. about half the blanks right.
-    # 6 blanks and 300 steps were meant to keep every model under 3 minutes; in the study (seed 0,
-    # training seconds) the transformer took 57, HRM 104, DEQ 154 and TRM 260 (its 16 prefix
-    # positions make seq 97) — TRM is over. Exact accuracy stayed at 1–4% (3 seeds): Sudoku at this
-    # scale is the finding, and real Sudoku-Extreme needs the paper preset on GPUs.
+    # 6 blanks keep a run short enough to repeat. 300 steps left the looped transformer 2% over 3
+    # minutes alone on 2 cores (184 s), so the budget is 270 steps (one-core training seconds in the
+    # study: transformer 57, HRM ≈ 95, unrolled ≈ 127, DEQ ≈ 140, TRM ≈ 237 — its 16 prefix positions
+    # make seq 97 — looped ≈ 272, Mamba 356–431: its CPU scan is elementwise, the one model over 3
+    # minutes). Exact accuracy stays at 0–4% (3 seeds): Sudoku at this scale is the finding, and
+    # real Sudoku-Extreme needs the paper preset on GPUs.
     "cpu": {"task.train_size": 1000, "task.test_size": 256, "task.min_rating": 0, "task.max_rating": 0,
             "task.blanks": 6, "task.augmentations": 7, "task.rating_bands": "",
             "model.hidden": 64, "model.num_heads": 4, "model.ffn_multiple": 32,
