@@ -344,7 +344,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # model solved an evaluation task (0 pass@2: it learns the output format, not the rules), so the
     # study spends little here — h=64, 200 steps, one segment — and reports the zero as a finding
     # (measured, training seconds: transformer 51, HRM 84, TRM 209, looped 249 — the looped model's
-    # 12 block passes at seq 100 put it over 3 minutes); ARC needs the paper preset on GPUs.
+    # 12 block passes at seq 100 put it over 3 minutes; Mamba 303–323, its CPU scan being
+    # elementwise); ARC needs the paper preset on GPUs.
     "cpu": {"task.canvas": 10, "task.augmentations": 7, "task.pass_ks": (1, 2, 5),
             "model.hidden": 64, "model.num_heads": 4, "model.ffn_multiple": 32,
             "train.steps": 200, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,

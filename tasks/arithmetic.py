@@ -314,7 +314,8 @@ def _presets(smoke_digits: tuple[int, int], cpu_digits: tuple[int, int], paper_d
         # The cpu study's preset (issue 11). Measured on 2 cores, two runs at a time, one thread each:
         # addition on ≤ 6 digits, 400 steps — transformer 65% exact in distribution, HRM 12%. 350
         # steps were meant to keep the slowest models under the 3-minute cap (study, seed 0, training
-        # seconds: transformer 46, HRM 56, DEQ 99, looped 158, TRM 171 — TRM's run is just over); the
+        # seconds: transformer 46, HRM 56, DEQ 99, looped 158, TRM 171 — TRM's run is just over —
+        # and Mamba 212 on addition, 151 s wall alone on 2 cores; 112–122 on multiplication); the
         # old 1000 steps on ≤ 8 digits took the transformer 2 min and HRM 3.7 min. Two segments: every
         # recurrent model gets an outer loop to run longer at test time (question 4), and
         # `train.segments=1` is the ablation of question 2. Multiplication (≤ 3 digits) at the same

@@ -20,6 +20,9 @@ TOLERANCE = 1.0        # fail when normalised time exceeds baseline × (1 + TOLE
 # Mamba's CPU path (an elementwise scan over (B, D, N) states) does not track the matmul reference:
 # under CPU contention it slowed more than the normalisation corrects (measured with mambapy's
 # memory-bound parallel scan in a clean-clone CI run: 2.44× on sudoku, 1.0× when quiet).
+# Its baseline entries (remeasured after the scan changed, on a day the machine ran every model ≈ 1.7×
+# slower against the matmul) are Mamba/transformer time ratios from one session × the committed
+# transformer baseline, so they stay on the same scale as the rest.
 MEMORY_BOUND_TOLERANCE = {"mamba": 2.0}   # 3× slower
 REFERENCE_SIZE = 1024  # the reference matmul is REFERENCE_SIZE² × REFERENCE_SIZE², fp32
 
