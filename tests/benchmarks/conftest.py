@@ -48,9 +48,10 @@ def reference_matmul() -> dict[str, float]:
 
 
 @pytest.fixture(scope="session")
-def reference_step() -> float:
-    """Median seconds of one forward + backward of torch's TransformerEncoder (2 layers, width 64,
-    4 heads, batch 16 × 82 tokens), measured in this process: the divisor of every speed check."""
+def reference_step():
+    """A callable: median seconds of one forward + backward of torch's TransformerEncoder (2 layers,
+    width 64, 4 heads, batch 16 × 82 tokens). Each check measures it again (≈ 0.3 s), next to the
+    model it divides, because this shared machine's speed drifts by up to 40% within minutes."""
     generator = torch.Generator().manual_seed(0)
     layer = torch.nn.TransformerEncoderLayer(64, 4, 256, dropout=0.0, batch_first=True)
     encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
@@ -60,7 +61,7 @@ def reference_step() -> float:
         encoder.zero_grad(set_to_none=True)
         encoder(tokens).square().mean().backward()
 
-    return _median_seconds(step)
+    return lambda: _median_seconds(step)
 
 
 @pytest.fixture(scope="session")
@@ -76,16 +77,20 @@ def speed_baseline(request):
 
 @pytest.fixture
 def assert_speed(reference_step, speed_baseline):
-    """assert_speed(key, median_seconds): compare the normalised time with the committed baseline."""
+    """assert_speed(key, median_seconds, workload): compare the normalised time with the committed
+    baseline. Over the tolerance, `workload` (one call = one step) is timed once more beside a fresh
+    reference: a transient slowdown of the machine is not a regression, two slow measurements are."""
 
-    def check(key: str, seconds: float) -> float:
-        normalised = seconds / reference_step
-        speed_baseline["measured"][key] = normalised
+    def check(key: str, seconds: float, workload=None) -> float:
+        normalised = seconds / reference_step()
         if speed_baseline["update"]:
+            speed_baseline["measured"][key] = normalised
             return normalised
         baseline = speed_baseline["stored"].get(key)
         assert baseline is not None, f"no speed baseline for {key}: run pytest tests/benchmarks --update-speed-baseline"
         tolerance = max([TOLERANCE] + [t for model, t in MEMORY_BOUND_TOLERANCE.items() if f"/{model}" in key])
+        if normalised > baseline * (1 + tolerance) and workload is not None:
+            normalised = min(normalised, _median_seconds(workload, repeats=5) / reference_step())
         assert normalised <= baseline * (1 + tolerance), (
             f"{key} is {normalised / baseline:.2f}× its baseline (normalised {normalised:.2f} vs {baseline:.2f})")
         return normalised
