@@ -1,11 +1,11 @@
 """Speed-regression plumbing: in-process reference workloads and a committed baseline.
 
 Machines differ and are noisy, so each model's median time is divided by the median time of a fixed
-reference step measured in the same session: forward + backward of torch's own two-layer
+reference step measured right beside it: forward + backward of torch's own two-layer
 `TransformerEncoder` (not this suite's code) at the benchmarks' small size. A 1024² matmul was the
 divisor before; it tracks peak arithmetic but not the dispatcher and memory costs that dominate these
-small steps, and on a day the machine ran them ≈ 1.7× slower against the matmul every model looked
-like it had regressed. That *normalised* time is compared with `speed_baseline.json` (committed)
+small steps: on a 2-core Intel Xeon machine, against a baseline made on AMD EPYC, every model ran
+≈ 1.7× slower relative to the matmul and looked like it had regressed. That *normalised* time is compared with `speed_baseline.json` (committed)
 within `TOLERANCE`. The matmul stays as the peak for MFU. Refresh the baseline after an intended change:
 
     python -m pytest tests/benchmarks --update-speed-baseline
