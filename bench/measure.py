@@ -43,6 +43,26 @@ def _register_cpu_attention_formulas() -> None:
 
 _register_cpu_attention_formulas()
 
+
+def _grouped_convolution_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
+                                        transposed, _output_padding, _groups, output_mask, out_shape,
+                                        **kwargs) -> int:
+    """torch's formula counts the weight gradient as a dense conv across all channels, ignoring groups: a
+    depthwise conv's backward came out ≈ 150× its forward (Mamba's conv, width 4, 148 channels). The
+    weight gradient does exactly the forward's multiplies, grouped or not; the input gradient keeps
+    torch's count (it uses the weight's shape, which already has in_channels / groups)."""
+    flops = 0
+    if output_mask[0]:
+        grad_input_shape = flop_counter.get_shape(out_shape[0])
+        flops += flop_counter.conv_flop_count(grad_out_shape, w_shape, grad_input_shape, not transposed)
+    if output_mask[1]:
+        flops += flop_counter.conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return flops
+
+
+flop_counter.flop_registry[torch.ops.aten.convolution_backward] = \
+    flop_counter.shape_wrapper(_grouped_convolution_backward_flops)
+
 # Analytic FLOP counts for work FlopCounterMode cannot see (e.g. a selective scan): code that runs
 # such work calls `add_uncounted_flops(n)` and the active counter adds it.
 _extra_flops: list[int] = []

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models._mamba_kernels import conv_backward, conv_forward, scan_backward, scan_forward
+
 # Std of a standard normal truncated to [-2, 2]; dividing by it makes the *truncated* draw have
 # the requested std, as the reference's trunc_normal_init_ does.
 _TRUNCATED_NORMAL_STD = 0.8796256610342398
@@ -309,7 +311,7 @@ class BidirectionalMamba(nn.Module):
     and Vision Mamba shares them), so they are computed once; each direction has its own conv,
     x_proj, dt_proj, A_log and D. Parameters: 6·h² + 2·(conv, x_proj, dt_proj, A, D) at expand 2.
     The scan runs on mamba-ssm's CUDA kernel when the input is on CUDA and mamba-ssm is importable,
-    else on `selective_scan` below (pure PyTorch, step by step, hand-written backward).
+    else on `selective_scan` below (compiled CPU kernels, hand-written backward).
     """
 
     def __init__(self, hidden: int, state_size: int = 16, expand: int = 2, conv_width: int = 4):
@@ -326,7 +328,8 @@ class BidirectionalMamba(nn.Module):
             del direction.in_proj, direction.out_proj
 
     def _scan(self, block: nn.Module, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """One direction: causal depthwise conv, SiLU, selective scan, SiLU(z) gate. (B, L, inner)."""
+        """One direction as mambapy runs it: causal depthwise conv, SiLU, `ssm` (mamba-ssm's kernel on
+        CUDA), SiLU(z) gate. (B, L, inner). The backward direction is this on the flipped sequence."""
         length = x.shape[1]
         x = F.silu(block.conv1d(x.transpose(1, 2))[:, :, :length].transpose(1, 2))
         cuda_scan = _mamba_ssm_scan() if x.is_cuda else None
@@ -337,11 +340,63 @@ class BidirectionalMamba(nn.Module):
         _add_selective_scan_flops(x, self.config.d_state)
         return y if cuda_scan is not None else y * F.silu(z)   # the CUDA kernel applies the gate itself
 
+    def _scan_in_place(self, block: nn.Module, x: torch.Tensor, z: torch.Tensor, reverse: bool) -> torch.Tensor:
+        """`_scan` (on the flipped sequence, flipped back, when reverse) without flipping anything: the conv
+        looks back (or ahead) through shifted views and the CPU kernels scan in either order. Same function,
+        same parameters; it saves the copies that dominate a CPU step once the scan itself is compiled."""
+        x = F.silu(_depthwise_conv_along_sequence(x, block.conv1d, reverse))
+        delta, B, C = torch.split(block.x_proj(x), [self.config.dt_rank, self.config.d_state, self.config.d_state],
+                                  dim=-1)
+        delta = F.softplus(block.dt_proj(delta))                  # mambapy: softplus(W·δ + bias)
+        y = selective_scan(x, delta, -torch.exp(block.A_log.float()), B, C, block.D.float(), reverse=reverse)
+        _add_selective_scan_flops(x, self.config.d_state)
+        return y * F.silu(z)
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         x, z = self.in_proj(u).chunk(2, dim=-1)
         forward_scan, backward_scan = self.directions
-        y = self._scan(forward_scan, x, z) + self._scan(backward_scan, x.flip(1), z.flip(1)).flip(1)
+        if u.is_cuda and _mamba_ssm_scan() is not None:   # mamba-ssm's kernel scans one way only
+            y = self._scan(forward_scan, x, z) + self._scan(backward_scan, x.flip(1), z.flip(1)).flip(1)
+        else:
+            y = self._scan_in_place(forward_scan, x, z, reverse=False) + \
+                self._scan_in_place(backward_scan, x, z, reverse=True)
         return self.out_proj(y)
+
+
+def _depthwise_conv_along_sequence(x: torch.Tensor, conv: nn.Conv1d, reverse: bool) -> torch.Tensor:
+    """conv(x) over (B, L, channels) without transposing: causal (output t sees x[t-K+1..t]) or, when
+    reverse, anti-causal (sees x[t..t+K-1]), i.e. `conv1d(x.flip(1)).flip(1)` cut to L as mambapy cuts it."""
+    _add_uncounted(2 * x.numel() * conv.kernel_size[0], x)      # a compiled kernel: the counter sees nothing
+    return _DepthwiseConv.apply(x, conv.weight, conv.bias, reverse)
+
+
+class _DepthwiseConv(torch.autograd.Function):
+    """Depthwise conv along the sequence on the compiled CPU kernels (models/_mamba_kernels.py)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, reverse):
+        ctx.shapes = [tensor.shape for tensor in (x, weight, bias)]
+        if x.device.type == "meta":                # shape-only runs (FLOP matching): nothing to compute
+            return torch.empty_like(x)
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        inputs = [tensor.detach().to(dtype).contiguous() for tensor in (x, weight[:, 0].T, bias)]
+        ctx.save_for_backward(*inputs)
+        ctx.reverse, ctx.dtypes = reverse, (x.dtype, weight.dtype, bias.dtype)
+        out = conv_forward(*(tensor.numpy() for tensor in inputs), reverse=reverse, threads=torch.get_num_threads())
+        return torch.from_numpy(out).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        if grad_out.device.type == "meta":
+            return (*(grad_out.new_empty(shape) for shape in ctx.shapes), None)
+        x, weight_transposed, _ = ctx.saved_tensors
+        grad_out = grad_out.detach().to(x.dtype).contiguous().numpy()
+        grad_x, grad_weight_transposed, grad_bias = conv_backward(
+            x.numpy(), weight_transposed.numpy(), grad_out, reverse=ctx.reverse, threads=torch.get_num_threads())
+        x_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        return (torch.from_numpy(grad_x).to(x_dtype),
+                torch.from_numpy(grad_weight_transposed).T.unsqueeze(1).to(weight_dtype),
+                torch.from_numpy(grad_bias).to(bias_dtype), None)
 
 
 def _mamba_ssm_scan():
@@ -361,68 +416,61 @@ def selective_scan_flops(batch: int, length: int, inner: int, state_size: int) -
 def _add_selective_scan_flops(x: torch.Tensor, state_size: int) -> None:
     """FlopCounterMode sees neither scan (CUDA kernel or `selective_scan`, read-out included): add
     mamba-ssm's count analytically, the same on both devices (backward ≈ 2× forward)."""
+    batch, length, inner = x.shape
+    _add_uncounted(selective_scan_flops(batch, length, inner, state_size), x)
+
+
+def _add_uncounted(forward_flops: int, x: torch.Tensor) -> None:
+    """Add FLOPs the counter cannot see, tripled when a backward will follow (backward ≈ 2× forward)."""
     from bench.measure import add_uncounted_flops
 
-    batch, length, inner = x.shape
-    count = selective_scan_flops(batch, length, inner, state_size)
-    add_uncounted_flops(count * (3 if torch.is_grad_enabled() and x.requires_grad else 1))
+    add_uncounted_flops(forward_flops * (3 if torch.is_grad_enabled() and x.requires_grad else 1))
 
 
 class _SelectiveScan(torch.autograd.Function):
-    """Mamba's selective scan without the D skip, one position at a time, with its backward written out.
+    """Mamba's selective scan without the D skip, on the compiled CPU kernels of models/_mamba_kernels.py.
 
         h_t = exp(Δ_t A) ⊙ h_{t-1} + (Δ_t x_t) B_t        y_t = h_t C_t        (h: batch × inner × N)
 
     Why not mambapy's scans (its own note: they are for when mamba-ssm is unavailable): its
     parallel scan pads L to a power of two and rewrites B·L·D·N tensors 2·log L times, and its
     sequential loop lets autograd allocate a full-size zero gradient per position; both are
-    memory-bound. This keeps each step's B·D·N working set in cache, stores only the L states for
-    the backward, and is ≈ 8× faster than the parallel scan on one CPU core (B 64, L 82, D 148, N 17:
-    0.12 s vs 0.95 s forward + backward). tests/test_zoo.py checks values and gradients against the
-    naive loop in float64.
+    memory-bound. A PyTorch loop over positions with a written-out backward (this class before
+    the kernels) was ≈ 8× faster than the parallel scan; the kernels are ≈ 4× faster again on one
+    core (B 64, L 82, D 148, N 17, forward + backward: 56 ms vs 229 ms). Only the inputs are saved:
+    the backward recomputes the states row by row. tests/test_zoo.py checks values and gradients
+    against the naive loop (float64 and float32), with gradcheck, and against mambapy's scan.
     """
 
     @staticmethod
-    def forward(ctx, x, delta, A, B, C):
-        batch, length, inner = x.shape
-        state = x.new_zeros(batch, inner, A.shape[1])
-        states = x.new_empty(length, batch, inner, A.shape[1])
-        y = x.new_empty(batch, length, inner)
-        delta_x, delta_, B_, C_ = (delta * x).unsqueeze(-1), delta.unsqueeze(-1), B.unsqueeze(2), C.unsqueeze(2)
-        for t in range(length):
-            state = torch.addcmul(delta_x[:, t] * B_[:, t], torch.exp(delta_[:, t] * A), state)
-            states[t] = state
-            y[:, t] = (state * C_[:, t]).sum(-1)
-        ctx.save_for_backward(x, delta, A, B, C, states)
-        return y
+    def forward(ctx, x, delta, A, B, C, reverse):
+        ctx.shapes = [tensor.shape for tensor in (x, delta, A, B, C)]
+        if x.device.type == "meta":                # shape-only runs (FLOP matching): nothing to compute
+            return torch.empty_like(x)
+        # contiguous copies (A transposed to (N, inner): the kernels' inner loop runs along inner)
+        inputs = [tensor.detach().contiguous() for tensor in (x, delta, A.T, B, C)]
+        ctx.save_for_backward(*inputs)
+        ctx.reverse = reverse
+        arrays = [tensor.numpy() for tensor in inputs]
+        return torch.from_numpy(scan_forward(*arrays, reverse=reverse, threads=torch.get_num_threads()))
 
     @staticmethod
     def backward(ctx, grad_y):
-        x, delta, A, B, C, states = ctx.saved_tensors
-        length = x.shape[1]
-        delta_x, delta_, B_, C_ = (delta * x).unsqueeze(-1), delta.unsqueeze(-1), B.unsqueeze(2), C.unsqueeze(2)
-        grad_y_ = grad_y.unsqueeze(-1)
-        grad_state = torch.zeros_like(states[0])       # dLoss/dh_t, carried backwards through the decay
-        grad_delta_x, grad_delta = torch.empty_like(x), torch.zeros_like(delta)
-        grad_A, grad_B, grad_C = torch.zeros_like(A), torch.empty_like(B), torch.empty_like(C)
-        for t in reversed(range(length)):
-            grad_state = torch.addcmul(grad_state, grad_y_[:, t], C_[:, t])
-            grad_C[:, t] = (states[t] * grad_y_[:, t]).sum(1)
-            grad_delta_x[:, t] = (grad_state * B_[:, t]).sum(-1)
-            grad_B[:, t] = (grad_state * delta_x[:, t]).sum(1)
-            if t > 0:   # h_0's decay multiplies a zero state: no gradient to Δ_0 A
-                decay = torch.exp(delta_[:, t] * A)
-                grad_exponent = grad_state * states[t - 1] * decay      # dLoss/d(Δ_t A)
-                grad_delta[:, t] = (grad_exponent * A).sum(-1)
-                grad_A += (grad_exponent * delta_[:, t]).sum(0)
-                grad_state = grad_state * decay
-        return (grad_delta_x * delta, grad_delta + grad_delta_x * x, grad_A, grad_B, grad_C)
+        if grad_y.device.type == "meta":
+            return (*(grad_y.new_empty(shape) for shape in ctx.shapes), None)
+        arrays = [tensor.numpy() for tensor in ctx.saved_tensors]
+        grad_y = grad_y.detach().contiguous().to(ctx.saved_tensors[0].dtype).numpy()
+        grad_x, grad_delta, grad_A_transposed, grad_B, grad_C = scan_backward(
+            *arrays, grad_y, reverse=ctx.reverse, threads=torch.get_num_threads())
+        return (torch.from_numpy(grad_x), torch.from_numpy(grad_delta), torch.from_numpy(grad_A_transposed).T,
+                torch.from_numpy(grad_B), torch.from_numpy(grad_C), None)
 
 
-def selective_scan(x, delta, A, B, C, D):
-    """mambapy's `selective_scan` signature: x, Δ (B, L, inner), A (inner, N), B, C (B, L, N), D (inner).
+def selective_scan(x, delta, A, B, C, D, reverse: bool = False):
+    """mambapy's `selective_scan` signature: x, Δ (B, L, inner), A (inner, N), B, C (B, L, N), D (inner);
+    reverse scans from the last position to the first (= the scan of the flipped sequence, flipped back).
 
     The recurrence runs in float32 whatever the autocast dtype, as mamba-ssm's kernel does."""
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    scanned = _SelectiveScan.apply(*(tensor.to(dtype) for tensor in (x, delta, A, B, C)))
+    scanned = _SelectiveScan.apply(*(tensor.to(dtype) for tensor in (x, delta, A, B, C)), reverse)
     return (scanned + D * x).to(x.dtype)

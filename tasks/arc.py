@@ -342,13 +342,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The cpu study's preset (issue 11): every ARC-1 task whose grids fit 10×10 (178 training, 77
     # evaluation), 8 variants each, on a 10×10 canvas (seq 100). At the old h=128 / 400 steps no
     # model solved an evaluation task (0 pass@2: it learns the output format, not the rules), so the
-    # study spends little here — h=64, 200 steps, one segment — and reports the zero as a finding
-    # (measured, training seconds: transformer 51, HRM 84, TRM 209, looped 249 — the looped model's
-    # 12 block passes at seq 100 put it over 3 minutes; Mamba 303–323, its CPU scan being
-    # elementwise); ARC needs the paper preset on GPUs.
+    # study spends little here — h=64, one segment, few steps — and reports the zero as a finding.
+    # Budget: training seconds in the study at 200 steps (one core each): transformer 51, HRM 84,
+    # TRM 209, looped 249. Alone on 2 cores on a 2-core Intel Xeon (2026-12-01), at 200 steps: TRM
+    # 246 s (1.16 s per step + 14 s), looped 251 s (1.17 + 18), Mamba 155 s (compiled CPU kernels;
+    # 369 s before them). So 120 steps: TRM ≈ 153 s, looped ≈ 158 s on that machine. ARC needs the
+    # paper preset on GPUs.
     "cpu": {"task.canvas": 10, "task.augmentations": 7, "task.pass_ks": (1, 2, 5),
             "model.hidden": 64, "model.num_heads": 4, "model.ffn_multiple": 32,
-            "train.steps": 200, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,
+            "train.steps": 120, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,
             "train.weight_decay": 0.1, "train.puzzle_emb_lr": 1e-2, "train.segments": 1,
             "train.eval_batch_size": 256, "train.diagnostics_examples": 128},
     # HRM's ARC-1 protocol. Steps = HRM's formula epochs·groups·mean examples per puzzle / batch =

@@ -1,6 +1,7 @@
 """The baseline zoo: DEQ, unrolled, looped, Mamba (the transformer is covered by the foundation tests)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -208,6 +209,52 @@ def test_pure_torch_selective_scan_equals_the_naive_loop_in_value_and_gradient()
     assert torch.autograd.gradcheck(selective_scan, small)   # the written-out backward against finite differences
 
 
+def test_float32_scan_kernels_match_the_float64_naive_loop_to_float32_rounding():
+    """float32 takes the kernels' polynomial exp (float64 takes math.exp): values and every gradient stay
+    within float32 rounding of the exact float64 loop."""
+    exact = [tensor.requires_grad_() for tensor in scan_inputs(3, 21, 19, 5)]
+    single = [tensor.detach().float().requires_grad_() for tensor in exact]
+    weights = torch.randn(3, 21, 19, dtype=torch.float64)
+    torch.testing.assert_close(selective_scan(*single).double(), naive_selective_scan(*exact), rtol=1e-5, atol=1e-5)
+    ours = torch.autograd.grad((selective_scan(*single) * weights.float()).sum(), single)
+    naive = torch.autograd.grad((naive_selective_scan(*exact) * weights).sum(), exact)
+    for mine, reference in zip(ours, naive):
+        torch.testing.assert_close(mine.double(), reference, rtol=1e-4, atol=1e-4)
+
+
+def test_scan_kernel_exp_is_accurate_over_the_float32_range():
+    import numba
+    from models._mamba_kernels import decay_exp
+
+    @numba.njit
+    def apply(values):
+        out = np.empty_like(values)
+        for i in range(values.size):
+            out[i] = decay_exp(values[i])
+        return out
+
+    values = np.linspace(-87, 88, 200_001, dtype=np.float32)
+    exact = np.exp(values.astype(np.float64))
+    assert np.max(np.abs(apply(values) - exact) / exact) < 5e-7
+    assert apply(np.array([-1e4], np.float32))[0] < 1e-37    # a huge decay underflows to (nearly) zero, not garbage
+
+
+def test_kernel_results_do_not_depend_on_the_thread_count():
+    from models._mamba_kernels import conv_backward, conv_forward, scan_backward, scan_forward
+
+    x, delta, A, B, C, _ = (tensor.numpy() for tensor in scan_inputs(5, 11, 8, 3, dtype=torch.float32))
+    arrays = (x, delta, A.T.copy(), B, C)
+    grad_y = np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
+    one, three = scan_forward(*arrays, threads=1), scan_forward(*arrays, threads=3)
+    assert np.array_equal(one, three)
+    for a, b in zip(scan_backward(*arrays, grad_y, threads=1), scan_backward(*arrays, grad_y, threads=3)):
+        assert np.array_equal(a, b)
+    weight, bias = A[:, :3].T.copy(), A[:, 0].copy()          # any (K, inner) taps and (inner,) bias
+    assert np.array_equal(conv_forward(x, weight, bias, threads=1), conv_forward(x, weight, bias, threads=3))
+    for a, b in zip(conv_backward(x, weight, grad_y, threads=1), conv_backward(x, weight, grad_y, threads=3)):
+        assert np.array_equal(a, b)
+
+
 def test_selective_scan_matches_mambapy_parallel_scan_in_float32():
     """The scan that replaced mambapy's on CPU computes the same function (to float32 rounding)."""
     from mambapy.pscan import pscan
@@ -216,6 +263,15 @@ def test_selective_scan_matches_mambapy_parallel_scan_in_float32():
     states = pscan(torch.exp(delta.unsqueeze(-1) * A), delta.unsqueeze(-1) * B.unsqueeze(2) * x.unsqueeze(-1))
     torch.testing.assert_close(selective_scan(x, delta, A, B, C, D), (states @ C.unsqueeze(-1)).squeeze(3) + D * x,
                                rtol=1e-4, atol=1e-5)
+
+
+def test_mamba_runs_on_the_meta_device_for_shape_only_flop_counts():
+    mixer = BidirectionalMamba(hidden=8, state_size=4).to("meta")
+    u = torch.empty(2, 7, 8, device="meta", requires_grad=True)
+    with count_flops() as counted:
+        out = mixer(u)
+        out.sum().backward()
+    assert out.shape == (2, 7, 8) and u.grad.shape == u.shape and counted["uncounted_flops_added"] > 0
 
 
 def test_bidirectional_mamba_sees_tokens_on_both_sides():
@@ -241,6 +297,50 @@ def test_bidirectional_mamba_sees_tokens_on_both_sides():
             assert not torch.allclose(model(model.initial_carry(other), other)[1]["logits"][0, watched], base[0, watched])
 
 
+def test_reverse_scan_is_the_scan_of_the_flipped_sequence_in_value_and_gradient():
+    inputs = [tensor.requires_grad_() for tensor in scan_inputs(2, 9, 7, 3)]
+    weights = torch.randn(2, 9, 7, dtype=torch.float64)
+    reverse = selective_scan(*inputs, reverse=True)
+    x, delta, A, B, C, D = inputs
+    flipped = naive_selective_scan(x.flip(1), delta.flip(1), A, B.flip(1), C.flip(1), D).flip(1)
+    torch.testing.assert_close(reverse, flipped)
+    for mine, reference in zip(torch.autograd.grad((reverse * weights).sum(), inputs),
+                               torch.autograd.grad((flipped * weights).sum(), inputs)):
+        torch.testing.assert_close(mine, reference)
+
+
+def test_bidirectional_mamba_without_flips_equals_mambapy_on_the_flipped_sequence():
+    """The CPU path (shifted-view conv, reverse scan) computes mambapy's conv1d + ssm, the backward
+    direction on the flipped sequence, to rounding; so do their gradients."""
+    torch.manual_seed(0)
+    mixer = BidirectionalMamba(hidden=8, state_size=4).double()
+    u = torch.randn(2, 11, 8, dtype=torch.float64, requires_grad=True)
+    x, z = mixer.in_proj(u).chunk(2, dim=-1)
+    forward_scan, backward_scan = mixer.directions
+    flipped = mixer.out_proj(mixer._scan(forward_scan, x, z) + mixer._scan(backward_scan, x.flip(1), z.flip(1)).flip(1))
+    in_place = mixer(u)
+    torch.testing.assert_close(in_place, flipped)
+    weights = torch.randn_like(in_place)
+    parameters = [u, *mixer.parameters()]
+    for mine, reference in zip(torch.autograd.grad((in_place * weights).sum(), parameters),
+                               torch.autograd.grad((flipped * weights).sum(), parameters)):
+        torch.testing.assert_close(mine, reference)
+
+
+def test_grouped_conv_backward_is_counted_as_twice_its_forward():
+    """torch's own formula ignores groups in the weight gradient (a depthwise conv's backward came out
+    149× its forward); bench.measure replaces it. A dense conv keeps torch's count."""
+    for groups, channels in ((24, 24), (1, 24), (4, 24)):
+        conv = torch.nn.Conv1d(channels, channels, 4, groups=groups, padding=3)
+        x = torch.randn(3, channels, 10, requires_grad=True)
+        with count_flops() as forward:
+            out = conv(x)
+        with count_flops() as backward:
+            out.sum().backward()
+        assert forward["flops"] == 2 * 3 * 13 * channels * (channels // groups) * 4
+        assert backward["flops"] == 2 * forward["flops"]
+
+
 def test_mamba_scan_flops_are_added_analytically():
     model = create_model("mamba", SPEC, hidden=16, num_layers=2, state_size=4)
     inner, length = 32, SPEC.seq_len   # no puzzle prefix (num_puzzle_ids=0)
@@ -248,10 +348,11 @@ def test_mamba_scan_flops_are_added_analytically():
     batch = toy_batch(1)
     with torch.no_grad(), count_flops() as counted:
         model(model.initial_carry(batch), batch)
-    assert counted["uncounted_flops_added"] == 2 * 2 * scan          # 2 layers × 2 directions, forward only
+    conv = 2 * length * inner * 4      # the depthwise conv (width 4) runs as shifted elementwise products on CPU
+    assert counted["uncounted_flops_added"] == 2 * 2 * (scan + conv)          # 2 layers × 2 directions, forward only
     with count_flops() as counted:
         model(model.initial_carry(batch), batch)[1]["logits"].sum().backward()
-    assert counted["uncounted_flops_added"] == 3 * 2 * 2 * scan      # backward ≈ 2× forward
+    assert counted["uncounted_flops_added"] == 3 * 2 * 2 * (scan + conv)      # backward ≈ 2× forward
 
 
 # ------------------------------------------------------------------------------ end to end (smoke)
