@@ -39,7 +39,7 @@ class MambaConfig:
 
 
 @register_model("mamba", config=MambaConfig,
-                description="bidirectional Mamba stack (mamba-ssm kernels on CUDA, pure-torch scan on CPU)")
+                description="bidirectional Mamba stack (mamba-ssm kernels on CUDA, compiled numba kernels on CPU)")
 class Mamba(SegmentModel):
     reference_defaults = {"num_layers": lambda hrm: hrm.high_layers + hrm.low_layers}
 

@@ -315,7 +315,10 @@ def _presets(smoke_digits: tuple[int, int], cpu_digits: tuple[int, int], paper_d
         # addition on ≤ 6 digits, 400 steps — transformer 65% exact in distribution, HRM 12%. 350
         # steps were meant to keep the slowest models under the 3-minute cap (study, seed 0, training
         # seconds: transformer 46, HRM 56, DEQ 99, looped 158, TRM 171 — TRM's run is just over —
-        # and Mamba 212 on addition, 151 s wall alone on 2 cores; 112–122 on multiplication); the
+        # and Mamba 212 on addition on its old PyTorch scan, 151 s wall alone on 2 cores; 112–122 on
+        # multiplication). On a 2-core Intel Xeon (2026-12-01), slower than the study's AMD EPYC for
+        # attention models, addition alone on 2 cores took looped 209 s and TRM 185 s: over 3 minutes
+        # there; ≈ 270 steps would fit (not rerun: addition is the one task above 50%); the
         # old 1000 steps on ≤ 8 digits took the transformer 2 min and HRM 3.7 min. Two segments: every
         # recurrent model gets an outer loop to run longer at test time (question 4), and
         # `train.segments=1` is the ablation of question 2. Multiplication (≤ 3 digits) at the same
