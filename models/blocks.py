@@ -335,7 +335,10 @@ class BidirectionalMamba(nn.Module):
         cuda_scan = _mamba_ssm_scan() if x.is_cuda else None
         block.config.use_cuda = cuda_scan is not None     # mambapy reads this flag inside ssm()
         block.selective_scan_cuda = cuda_scan
-        block.selective_scan = selective_scan             # mambapy's ssm() calls it when use_cuda is off
+        if x.device.type == "cpu":
+            block.selective_scan = selective_scan         # mambapy's ssm() calls it when use_cuda is off
+        else:   # a GPU without mamba-ssm: mambapy's own parallel scan (our kernels are CPU-only)
+            block.__dict__.pop("selective_scan", None)
         y = block.ssm(x, z)
         _add_selective_scan_flops(x, self.config.d_state)
         return y if cuda_scan is not None else y * F.silu(z)   # the CUDA kernel applies the gate itself
@@ -355,7 +358,7 @@ class BidirectionalMamba(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         x, z = self.in_proj(u).chunk(2, dim=-1)
         forward_scan, backward_scan = self.directions
-        if u.is_cuda and _mamba_ssm_scan() is not None:   # mamba-ssm's kernel scans one way only
+        if u.device.type not in ("cpu", "meta"):   # mamba-ssm's kernel (or mambapy's scan) runs one way only
             y = self._scan(forward_scan, x, z) + self._scan(backward_scan, x.flip(1), z.flip(1)).flip(1)
         else:
             y = self._scan_in_place(forward_scan, x, z, reverse=False) + \
@@ -378,8 +381,7 @@ class _DepthwiseConv(torch.autograd.Function):
         ctx.shapes = [tensor.shape for tensor in (x, weight, bias)]
         if x.device.type == "meta":                # shape-only runs (FLOP matching): nothing to compute
             return torch.empty_like(x)
-        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        inputs = [tensor.detach().to(dtype).contiguous() for tensor in (x, weight[:, 0].T, bias)]
+        inputs = [tensor.detach().to(_kernel_dtype(x)).contiguous() for tensor in (x, weight[:, 0].T, bias)]
         ctx.save_for_backward(*inputs)
         ctx.reverse, ctx.dtypes = reverse, (x.dtype, weight.dtype, bias.dtype)
         out = conv_forward(*(tensor.numpy() for tensor in inputs), reverse=reverse, threads=torch.get_num_threads())
@@ -436,8 +438,8 @@ class _SelectiveScan(torch.autograd.Function):
     parallel scan pads L to a power of two and rewrites B·L·D·N tensors 2·log L times, and its
     sequential loop lets autograd allocate a full-size zero gradient per position; both are
     memory-bound. A PyTorch loop over positions with a written-out backward (this class before
-    the kernels) was ≈ 8× faster than the parallel scan; the kernels are ≈ 4× faster again on one
-    core (B 64, L 82, D 148, N 17, forward + backward: 56 ms vs 229 ms). Only the inputs are saved:
+    the kernels) was ≈ 8× faster than the parallel scan; the kernels are ≈ 7× faster again on one
+    core (B 64, L 82, D 148, N 17, forward + backward: 32–35 ms vs 229 ms). Only the inputs are saved:
     the backward recomputes the states row by row. tests/test_zoo.py checks values and gradients
     against the naive loop (float64 and float32), with gradcheck, and against mambapy's scan.
     """
@@ -471,6 +473,10 @@ def selective_scan(x, delta, A, B, C, D, reverse: bool = False):
     reverse scans from the last position to the first (= the scan of the flipped sequence, flipped back).
 
     The recurrence runs in float32 whatever the autocast dtype, as mamba-ssm's kernel does."""
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    scanned = _SelectiveScan.apply(*(tensor.to(dtype) for tensor in (x, delta, A, B, C)), reverse)
+    scanned = _SelectiveScan.apply(*(tensor.to(_kernel_dtype(x)) for tensor in (x, delta, A, B, C)), reverse)
     return (scanned + D * x).to(x.dtype)
+
+
+def _kernel_dtype(x: torch.Tensor) -> torch.dtype:
+    """The CPU kernels compute in float32 (bf16/fp16 inputs included), or float64 when given it."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
