@@ -250,6 +250,23 @@ def report(results_dir, out, tasks, models, notes):
     click.echo(f"written {path} and {path.with_suffix('.html')}")
 
 
+@cli.command()
+@click.argument("reference", type=click.Path())
+@click.argument("candidate", type=click.Path())
+@click.option("--task", "tasks", multiple=True, metavar="TASK", help="only these tasks (repeatable)")
+@click.option("--model", "models", multiple=True, metavar="MODEL", help="only these models (repeatable)")
+def compare(reference, candidate, tasks, models):
+    """Does CANDIDATE (a rerun) reproduce REFERENCE (e.g. results/cpu-study)? Exact accuracy per variant,
+    with Welch or prediction intervals; a report, exit 0 (see bench/compare.py)."""
+    from bench.compare import compare_trees, render
+
+    comparisons, only_reference, only_candidate = compare_trees(Path(reference), Path(candidate), tasks, models)
+    if not comparisons:
+        raise ResultsError(f"no variant has finished runs in both {reference} and {candidate}")
+    for line in render(comparisons, only_reference, only_candidate):
+        click.echo(line)
+
+
 def _names(text: str, known: list[str], kind: str) -> list[str]:
     if text == "all":
         return known
