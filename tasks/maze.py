@@ -290,9 +290,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # needed 90 s for 400 steps (25%), so h=64, and 400 steps for the slowest models. In the study
     # (seed 0, training seconds): transformer 33, HRM 125, looped 176, TRM 183 — with evaluation
     # and diagnostics TRM's run is just over 3 minutes; Mamba took 265–273 s on its old PyTorch scan
-    # (163 s alone on 2 cores on its compiled CPU kernels). On a 2-core Intel Xeon (2026-12-01), slower
-    # than the study's AMD EPYC for attention models, the looped transformer alone took 186 s (0.42 s
-    # per step + 20 s): over 3 minutes there; ≈ 340 steps would fit (not rerun). The old 8×8 / h=128 /
+    # (163 s alone on 2 cores on its compiled CPU kernels). On a 2-core Intel Xeon, alone on 2 cores,
+    # the looped transformer took 186 s in one measurement (0.42 s per step + 20 s) and 160 s in a
+    # later one (2026-12-01; TRM 147 s): these shared machines drift by 15–40%, so the slowest models
+    # sit at the 3-minute line there. 400 steps kept: ≈ 340 would give the slowest measurement a
+    # margin but cost the task's accuracy (23% at best) and a rerun of 30 runs. The old 8×8 / h=128 /
     # 600-step preset took HRM 7.4 min for 3–6% exact.
     "cpu": {"task.grid": 6, "task.train_size": 2000, "task.test_size": 256, "task.eval_grids": [8],
             "model.hidden": 64, "model.num_heads": 4, "model.ffn_multiple": 32,
