@@ -665,7 +665,9 @@ def _save(figure, out: Path, name: str) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     svg = io.BytesIO()
-    figure.savefig(svg, format="svg")
+    # no date and fixed element ids: regenerating a report from the same runs gives the same files
+    with plt.rc_context({"svg.hashsalt": "recurrent-bench"}):
+        figure.savefig(svg, format="svg", metadata={"Date": None})
     plt.close(figure)
     atomic_write_bytes(directory / f"{name}.png", buffer.getvalue())
     atomic_write_bytes(directory / f"{name}.svg", svg.getvalue())

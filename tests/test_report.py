@@ -162,3 +162,13 @@ def test_variant_labels_name_the_real_difference_not_the_sizes_matching_chose():
     variants = [Variant("maze", "unrolled", "cpu", key(True, 64)), Variant("maze", "unrolled", "cpu", key(False, 32))]
     _label(variants)
     assert [v.label for v in variants] == ["unrolled (tied=True)", "unrolled (tied=False)"]
+
+
+def test_regenerating_a_report_gives_byte_identical_files(built, tmp_path):
+    root, _, _ = built
+    write_report(root / "results", tmp_path / "again")
+    for name in FIGURES:
+        for suffix in ("svg", "png"):
+            first = (root / "reports" / "figures" / f"{name}.{suffix}").read_bytes()
+            assert first == (tmp_path / "again" / "figures" / f"{name}.{suffix}").read_bytes(), f"{name}.{suffix}"
+    assert (root / "reports" / "index.html").read_bytes() == (tmp_path / "again" / "index.html").read_bytes()
