@@ -7,7 +7,8 @@ present in both trees the exact accuracy is compared:
   includes zero;
 - a single candidate seed against ≥ 2 reference seeds: the reference's 95% prediction interval for
   one new run, mean ± t(n−1)·s·√(1 + 1/n); *consistent* when the candidate lies inside;
-- one seed on each side: no interval — only "identical" or "untested".
+- a single reference seed: no interval — only "identical" (the same seeds, the same accuracies)
+  or "untested".
 
 Seeds present on both sides are also checked for identical accuracy: CPU training is deterministic
 per seed on one machine and library build, while another CPU changes float rounding and with it the
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from bench.report import Variant, load_runs
+from bench.report import Variant, load_runs, stat_cell
 from bench.results import ResultsError
 from bench.stats import difference_interval, mean_interval, t_quantile_975
 
@@ -41,7 +42,7 @@ class Comparison:
     @property
     def verdict(self) -> str:
         if self.half_width is None:
-            same = self.same_seed_total and self.same_seed_identical == self.same_seed_total
+            same = self.same_seed_identical == self.same_seed_total == len(self.reference) == len(self.candidate)
             return "identical" if same else "untested"
         if abs(self.difference) <= self.half_width:
             return "consistent"
@@ -82,9 +83,8 @@ def compare_trees(reference: Path, candidate: Path, tasks: Iterable[str] = (), m
             continue
         shared = sorted(set(ours) & set(theirs))
         reference_values, candidate_values = list(ours.values()), list(theirs.values())
-        difference = sum(candidate_values) / len(candidate_values) - sum(reference_values) / len(reference_values)
-        if len(reference_values) >= 2 and len(candidate_values) >= 2:
-            welch = difference_interval(candidate_values, reference_values)
+        welch = difference_interval(candidate_values, reference_values)   # no interval below 2 seeds a side
+        if welch.half_width is not None:
             half_width, method = welch.half_width, "welch"
         elif len(reference_values) >= 2:
             half_width, method = prediction_half_width(reference_values), "prediction"
@@ -92,16 +92,13 @@ def compare_trees(reference: Path, candidate: Path, tasks: Iterable[str] = (), m
             half_width, method = None, "none"
         comparisons.append(Comparison(variant.task, variant.label, reference_values, candidate_values,
                                       sum(ours[s] == theirs[s] for s in shared), len(shared),
-                                      difference, half_width, method))
+                                      welch.difference, half_width, method))
     only_candidate = [f"{v.task}: {v.label}" for v in candidates.values() if _accuracy_by_seed(v)]
     return comparisons, only_reference, only_candidate
 
 
-def _cell(values: list[float]) -> str:
-    interval = mean_interval([100 * v for v in values])
-    if interval.half_width is None:
-        return f"{interval.mean:.1f} (1 seed)"
-    return f"{interval.mean:.1f} ± {interval.half_width:.1f} (n={interval.n})"
+def _percent(values: list[float]) -> str:
+    return stat_cell(values, "{:.1f}".format, 100)   # the report's cell: "mean ± half (n=3)" / "(1 seed)"
 
 
 def render(comparisons: list[Comparison], only_reference: list[str], only_candidate: list[str]) -> list[str]:
@@ -113,7 +110,7 @@ def render(comparisons: list[Comparison], only_reference: list[str], only_candid
         interval = "" if c.half_width is None else f" ± {100 * c.half_width:.1f}"
         kind = {"welch": " Welch", "prediction": " pred.", "none": ""}[c.method]
         same = f"{c.same_seed_identical}/{c.same_seed_total}" if c.same_seed_total else "—"
-        lines.append(f"{c.task:<15} {c.label:<34} {_cell(c.reference):<20} {_cell(c.candidate):<20} "
+        lines.append(f"{c.task:<15} {c.label:<34} {_percent(c.reference):<20} {_percent(c.candidate):<20} "
                      f"{f'{100 * c.difference:+.1f}{interval}{kind}':<26} {same:<10} {c.verdict}")
     verdicts = [c.verdict for c in comparisons]
     tested = sum(v == "consistent" or v.startswith("differs") for v in verdicts)
