@@ -12,12 +12,15 @@ than a libm call. The backward recomputes the row's states instead of saving B·
 The depthwise conv is here for the same reason: on (B, L, inner) without transposes, in either
 direction, it costs a few ms where PyTorch's conv1d (plus transposes) or shifted products cost tens.
 
-Rows are independent: the batch is split over threads (the kernels release the GIL), so the result
-does not depend on the thread count. float64 inputs (gradient checks) use math.exp exactly.
+Rows are independent: the batch can be split over threads (the kernels release the GIL), and the result
+does not depend on the thread count. models/blocks.py asks for one thread unless torch's OpenMP workers
+sleep between ops (`_kernel_threads` there has the measurements). float64 inputs (gradient checks) use
+math.exp exactly.
 """
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -157,27 +160,54 @@ def _backward_rows(x, delta, A_transposed, B, C, grad_y, grad_x, grad_delta, gra
         grad_A_rows[b] = grad_A_row[:, :inner]
 
 
+# Splitting the rows over threads pays only when each thread gets enough work: a hand-off costs tens of µs,
+# and on a busy 2-core machine a helper thread can wait behind torch's own OpenMP workers. With a thread
+# pool created per call, the benchmarks' batch-16 Mamba forward took 20–34 ms split in two and a steady
+# 10 ms on one thread. So the pool persists, the calling thread takes the first share, and a thread is added
+# per MIN_WORK_PER_THREAD element updates (rows × L × inner × N or × conv taps; ≈ 1 ms of the scan).
+MIN_WORK_PER_THREAD = 1 << 20
+_pool: ThreadPoolExecutor | None = None
+_pool_owner: tuple[int, int] = (0, 0)    # (process id, workers): a forked child must not reuse dead threads
+
+
 def _split_rows(batch: int, threads: int) -> list[tuple[int, int]]:
     threads = max(1, min(threads, batch))
     bounds = np.linspace(0, batch, threads + 1).astype(int)
     return [(int(bounds[i]), int(bounds[i + 1])) for i in range(threads) if bounds[i] < bounds[i + 1]]
 
 
-def _over_rows(kernel, arrays: tuple, batch: int, threads: int) -> None:
-    """kernel(*arrays, start, stop) over row ranges, one thread per range."""
-    ranges = _split_rows(batch, threads)
-    if len(ranges) == 1:
-        kernel(*arrays, *ranges[0])
-        return
-    with ThreadPoolExecutor(len(ranges)) as pool:
-        for future in [pool.submit(kernel, *arrays, start, stop) for start, stop in ranges]:
-            future.result()
+def _helpers(workers: int) -> ThreadPoolExecutor:
+    global _pool, _pool_owner
+    if _pool is None or _pool_owner[0] != os.getpid() or _pool_owner[1] < workers:
+        if _pool is not None and _pool_owner[0] == os.getpid():
+            _pool.shutdown(wait=False)           # outgrown: its idle threads exit
+        _pool = ThreadPoolExecutor(workers, thread_name_prefix="mamba-kernels")
+        _pool_owner = (os.getpid(), workers)
+    return _pool
+
+
+def _over_rows(kernel, arrays: tuple, batch: int, threads: int, work_per_row: int) -> None:
+    """kernel(*arrays, start, stop) over row ranges: the first in this thread, the rest on the helpers."""
+    ranges = _split_rows(batch, min(threads, max(1, batch * work_per_row // MIN_WORK_PER_THREAD)))
+    helpers = _helpers(len(ranges) - 1) if len(ranges) > 1 else None
+    futures = [helpers.submit(kernel, *arrays, start, stop) for start, stop in ranges[1:]]
+    kernel(*arrays, *ranges[0])
+    for future in futures:
+        future.result()
+
+
+def _scan_work(x, B) -> int:
+    return x.shape[1] * x.shape[2] * B.shape[2]          # per row: L × inner × N state updates
+
+
+def _conv_work(x, weight_transposed) -> int:
+    return x.shape[1] * x.shape[2] * weight_transposed.shape[0]   # per row: L × inner × taps
 
 
 def scan_forward(x, delta, A_transposed, B, C, reverse: bool = False, threads: int = 1) -> np.ndarray:
     """y (batch, L, inner) for contiguous arrays of one float dtype (see _forward_rows)."""
     y = np.empty_like(x)
-    _over_rows(_forward_rows, (x, delta, A_transposed, B, C, y, reverse), x.shape[0], threads)
+    _over_rows(_forward_rows, (x, delta, A_transposed, B, C, y, reverse), x.shape[0], threads, _scan_work(x, B))
     return y
 
 
@@ -187,7 +217,7 @@ def scan_backward(x, delta, A_transposed, B, C, grad_y, reverse: bool = False, t
     grad_A_rows = np.empty((x.shape[0], *A_transposed.shape), x.dtype)
     grad_B, grad_C = np.empty_like(B), np.empty_like(C)
     _over_rows(_backward_rows, (x, delta, A_transposed, B, C, grad_y, grad_x, grad_delta, grad_A_rows, grad_B,
-                                grad_C, reverse), x.shape[0], threads)
+                                grad_C, reverse), x.shape[0], threads, _scan_work(x, B))
     return grad_x, grad_delta, grad_A_rows.sum(0), grad_B, grad_C
 
 
@@ -235,7 +265,8 @@ def _conv_backward_rows(x, weight_transposed, grad_out, grad_x, grad_weight_rows
 def conv_forward(x, weight_transposed, bias, reverse: bool = False, threads: int = 1) -> np.ndarray:
     """Depthwise conv along L of x (batch, L, inner), causal or (reverse) anti-causal, as mambapy's conv1d."""
     out = np.empty_like(x)
-    _over_rows(_conv_forward_rows, (x, weight_transposed, bias, out, reverse), x.shape[0], threads)
+    _over_rows(_conv_forward_rows, (x, weight_transposed, bias, out, reverse), x.shape[0], threads,
+               _conv_work(x, weight_transposed))
     return out
 
 
@@ -245,5 +276,5 @@ def conv_backward(x, weight_transposed, grad_out, reverse: bool = False, threads
     grad_weight_rows = np.empty((x.shape[0], *weight_transposed.shape), x.dtype)
     grad_bias_rows = np.empty((x.shape[0], x.shape[2]), x.dtype)
     _over_rows(_conv_backward_rows, (x, weight_transposed, grad_out, grad_x, grad_weight_rows, grad_bias_rows, reverse),
-               x.shape[0], threads)
+               x.shape[0], threads, _conv_work(x, weight_transposed))
     return grad_x, grad_weight_rows.sum(0), grad_bias_rows.sum(0)

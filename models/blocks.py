@@ -7,6 +7,7 @@ intermediate size rounded up to a multiple of 256, RoPE with base 10000.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -366,6 +367,14 @@ class BidirectionalMamba(nn.Module):
         return self.out_proj(y)
 
 
+def _kernel_threads() -> int:
+    """Threads for the compiled kernels: torch's count only when its OpenMP workers sleep between ops.
+    By default they spin-wait for a while after each op, on the cores a kernel helper thread would use:
+    on 2 cores a cpu-preset Mamba step (batch 64) took 370–440 ms split in two and 260–335 ms in the
+    calling thread; with OMP_WAIT_POLICY=passive the split won (260–275 vs 285–340 ms)."""
+    return torch.get_num_threads() if os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" else 1
+
+
 def _depthwise_conv_along_sequence(x: torch.Tensor, conv: nn.Conv1d, reverse: bool) -> torch.Tensor:
     """conv(x) over (B, L, channels) without transposing: causal (output t sees x[t-K+1..t]) or, when
     reverse, anti-causal (sees x[t..t+K-1]), i.e. `conv1d(x.flip(1)).flip(1)` cut to L as mambapy cuts it."""
@@ -384,7 +393,7 @@ class _DepthwiseConv(torch.autograd.Function):
         inputs = [tensor.detach().to(_kernel_dtype(x)).contiguous() for tensor in (x, weight[:, 0].T, bias)]
         ctx.save_for_backward(*inputs)
         ctx.reverse, ctx.dtypes = reverse, (x.dtype, weight.dtype, bias.dtype)
-        out = conv_forward(*(tensor.numpy() for tensor in inputs), reverse=reverse, threads=torch.get_num_threads())
+        out = conv_forward(*(tensor.numpy() for tensor in inputs), reverse=reverse, threads=_kernel_threads())
         return torch.from_numpy(out).to(x.dtype)
 
     @staticmethod
@@ -394,7 +403,7 @@ class _DepthwiseConv(torch.autograd.Function):
         x, weight_transposed, _ = ctx.saved_tensors
         grad_out = grad_out.detach().to(x.dtype).contiguous().numpy()
         grad_x, grad_weight_transposed, grad_bias = conv_backward(
-            x.numpy(), weight_transposed.numpy(), grad_out, reverse=ctx.reverse, threads=torch.get_num_threads())
+            x.numpy(), weight_transposed.numpy(), grad_out, reverse=ctx.reverse, threads=_kernel_threads())
         x_dtype, weight_dtype, bias_dtype = ctx.dtypes
         return (torch.from_numpy(grad_x).to(x_dtype),
                 torch.from_numpy(grad_weight_transposed).T.unsqueeze(1).to(weight_dtype),
@@ -454,7 +463,7 @@ class _SelectiveScan(torch.autograd.Function):
         ctx.save_for_backward(*inputs)
         ctx.reverse = reverse
         arrays = [tensor.numpy() for tensor in inputs]
-        return torch.from_numpy(scan_forward(*arrays, reverse=reverse, threads=torch.get_num_threads()))
+        return torch.from_numpy(scan_forward(*arrays, reverse=reverse, threads=_kernel_threads()))
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -463,7 +472,7 @@ class _SelectiveScan(torch.autograd.Function):
         arrays = [tensor.numpy() for tensor in ctx.saved_tensors]
         grad_y = grad_y.detach().contiguous().to(ctx.saved_tensors[0].dtype).numpy()
         grad_x, grad_delta, grad_A_transposed, grad_B, grad_C = scan_backward(
-            *arrays, grad_y, reverse=ctx.reverse, threads=torch.get_num_threads())
+            *arrays, grad_y, reverse=ctx.reverse, threads=_kernel_threads())
         return (torch.from_numpy(grad_x), torch.from_numpy(grad_delta), torch.from_numpy(grad_A_transposed).T,
                 torch.from_numpy(grad_B), torch.from_numpy(grad_C), None)
 

@@ -239,8 +239,11 @@ def test_scan_kernel_exp_is_accurate_over_the_float32_range():
     assert apply(np.array([-1e4], np.float32))[0] < 1e-37    # a huge decay underflows to (nearly) zero, not garbage
 
 
-def test_kernel_results_do_not_depend_on_the_thread_count():
+def test_kernel_results_do_not_depend_on_the_thread_count(monkeypatch):
+    from models import _mamba_kernels
     from models._mamba_kernels import conv_backward, conv_forward, scan_backward, scan_forward
+
+    monkeypatch.setattr(_mamba_kernels, "MIN_WORK_PER_THREAD", 1)     # split even these tiny arrays
 
     x, delta, A, B, C, _ = (tensor.numpy() for tensor in scan_inputs(5, 11, 8, 3, dtype=torch.float32))
     arrays = (x, delta, A.T.copy(), B, C)
@@ -253,6 +256,22 @@ def test_kernel_results_do_not_depend_on_the_thread_count():
     assert np.array_equal(conv_forward(x, weight, bias, threads=1), conv_forward(x, weight, bias, threads=3))
     for a, b in zip(conv_backward(x, weight, grad_y, threads=1), conv_backward(x, weight, grad_y, threads=3)):
         assert np.array_equal(a, b)
+
+
+def test_kernels_split_rows_only_when_each_thread_gets_enough_work(monkeypatch):
+    from models import _mamba_kernels
+
+    calls = []
+    kernel = lambda *args: calls.append(args[-2:])          # noqa: E731 — records (start, stop)
+    work = _mamba_kernels.MIN_WORK_PER_THREAD
+    _mamba_kernels._over_rows(kernel, (), batch=16, threads=4, work_per_row=work // 16)    # 1 thread's worth
+    assert calls == [(0, 16)]
+    calls.clear()
+    _mamba_kernels._over_rows(kernel, (), batch=16, threads=4, work_per_row=work // 8)     # 2 threads' worth
+    assert sorted(calls) == [(0, 8), (8, 16)]
+    calls.clear()
+    _mamba_kernels._over_rows(kernel, (), batch=16, threads=4, work_per_row=work)          # capped by threads
+    assert sorted(calls) == [(0, 4), (4, 8), (8, 12), (12, 16)]
 
 
 def test_selective_scan_matches_mambapy_parallel_scan_in_float32():

@@ -21,11 +21,9 @@ import torch
 
 BASELINE_PATH = Path(__file__).with_name("speed_baseline.json")
 TOLERANCE = 1.0        # fail when normalised time exceeds baseline × (1 + TOLERANCE): 2× slower
-# Mamba's CPU path (compiled kernels on their own thread pool, elementwise work) is unlike the
-# reference's matmuls: under CPU contention it slowed more than the normalisation corrected
-# (measured with mambapy's memory-bound parallel scan in a clean-clone CI run: 2.44× on sudoku,
-# 1.0× when quiet). Kept for the numba kernels, whose threads contend the same way.
-MEMORY_BOUND_TOLERANCE = {"mamba": 2.0}   # 3× slower
+# Mamba once had 3×: its kernels split each batch over helper threads, which waited behind torch's
+# spinning OpenMP workers (a clean-clone CI run measured 3.12× on addition). They now run in the
+# calling thread by default (models/blocks.py `_kernel_threads`), steady within the common tolerance.
 REFERENCE_SIZE = 1024  # the reference matmul is REFERENCE_SIZE² × REFERENCE_SIZE², fp32
 
 
@@ -89,10 +87,9 @@ def assert_speed(reference_step, speed_baseline):
             return normalised
         baseline = speed_baseline["stored"].get(key)
         assert baseline is not None, f"no speed baseline for {key}: run pytest tests/benchmarks --update-speed-baseline"
-        tolerance = max([TOLERANCE] + [t for model, t in MEMORY_BOUND_TOLERANCE.items() if f"/{model}" in key])
-        if normalised > baseline * (1 + tolerance) and workload is not None:
+        if normalised > baseline * (1 + TOLERANCE) and workload is not None:
             normalised = min(normalised, _median_seconds(workload, repeats=5) / reference_step())
-        assert normalised <= baseline * (1 + tolerance), (
+        assert normalised <= baseline * (1 + TOLERANCE), (
             f"{key} is {normalised / baseline:.2f}× its baseline (normalised {normalised:.2f} vs {baseline:.2f})")
         return normalised
 
