@@ -21,6 +21,7 @@ import torch
 
 BASELINE_PATH = Path(__file__).with_name("speed_baseline.json")
 TOLERANCE = 1.0        # fail when normalised time exceeds baseline × (1 + TOLERANCE): 2× slower
+RETRIES = 3            # remeasurements before a slow step counts as a regression (see assert_speed)
 # Mamba once had 3×: its kernels split each batch over helper threads, which waited behind torch's
 # spinning OpenMP workers (a clean-clone CI run measured 3.12× on addition). They now run in the
 # calling thread by default (models/blocks.py `_kernel_threads`), steady within the common tolerance.
@@ -77,8 +78,9 @@ def speed_baseline(request):
 @pytest.fixture
 def assert_speed(reference_step, speed_baseline):
     """assert_speed(key, median_seconds, workload): compare the normalised time with the committed
-    baseline. Over the tolerance, `workload` (one call = one step) is timed once more beside a fresh
-    reference: a transient slowdown of the machine is not a regression, two slow measurements are."""
+    baseline. Over the tolerance, `workload` (one call = one step) is timed again beside a fresh
+    reference, up to RETRIES times: a transient slowdown of the shared machine (seen lasting one
+    measurement, then gone) is not a regression; a step slow in every measurement is."""
 
     def check(key: str, seconds: float, workload=None) -> float:
         normalised = seconds / reference_step()
@@ -87,7 +89,9 @@ def assert_speed(reference_step, speed_baseline):
             return normalised
         baseline = speed_baseline["stored"].get(key)
         assert baseline is not None, f"no speed baseline for {key}: run pytest tests/benchmarks --update-speed-baseline"
-        if normalised > baseline * (1 + TOLERANCE) and workload is not None:
+        for _ in range(RETRIES if workload is not None else 0):
+            if normalised <= baseline * (1 + TOLERANCE):
+                break
             normalised = min(normalised, _median_seconds(workload, repeats=5) / reference_step())
         assert normalised <= baseline * (1 + TOLERANCE), (
             f"{key} is {normalised / baseline:.2f}× its baseline (normalised {normalised:.2f} vs {baseline:.2f})")
