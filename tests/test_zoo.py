@@ -274,6 +274,15 @@ def test_kernels_split_rows_only_when_each_thread_gets_enough_work(monkeypatch):
     assert sorted(calls) == [(0, 4), (4, 8), (8, 12), (12, 16)]
 
 
+def test_kernels_use_torch_threads_only_when_its_openmp_workers_sleep(monkeypatch):
+    from models.blocks import _kernel_threads
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert _kernel_threads() == 1
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert _kernel_threads() == torch.get_num_threads()
+
+
 def test_selective_scan_matches_mambapy_parallel_scan_in_float32():
     """The scan that replaced mambapy's on CPU computes the same function (to float32 rounding)."""
     from mambapy.pscan import pscan
