@@ -166,8 +166,8 @@ def _backward_rows(x, delta, A_transposed, B, C, grad_y, grad_x, grad_delta, gra
 # 10 ms on one thread. So the pool persists, the calling thread takes the first share, and a thread is added
 # per MIN_WORK_PER_THREAD element updates (rows × L × inner × N or × conv taps; ≈ 1 ms of the scan).
 MIN_WORK_PER_THREAD = 1 << 20
-_pool: ThreadPoolExecutor | None = None
-_pool_owner: tuple[int, int] = (0, 0)    # (process id, workers): a forked child must not reuse dead threads
+_helper_pool: ThreadPoolExecutor | None = None   # made on the first split; it starts threads as they are needed
+os.register_at_fork(after_in_child=lambda: globals().update(_helper_pool=None))   # a child has none of them
 
 
 def _split_rows(batch: int, threads: int) -> list[tuple[int, int]]:
@@ -176,21 +176,17 @@ def _split_rows(batch: int, threads: int) -> list[tuple[int, int]]:
     return [(int(bounds[i]), int(bounds[i + 1])) for i in range(threads) if bounds[i] < bounds[i + 1]]
 
 
-def _helpers(workers: int) -> ThreadPoolExecutor:
-    global _pool, _pool_owner
-    if _pool is None or _pool_owner[0] != os.getpid() or _pool_owner[1] < workers:
-        if _pool is not None and _pool_owner[0] == os.getpid():
-            _pool.shutdown(wait=False)           # outgrown: its idle threads exit
-        _pool = ThreadPoolExecutor(workers, thread_name_prefix="mamba-kernels")
-        _pool_owner = (os.getpid(), workers)
-    return _pool
+def _helpers() -> ThreadPoolExecutor:
+    global _helper_pool
+    if _helper_pool is None:
+        _helper_pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="mamba-kernels")
+    return _helper_pool
 
 
 def _over_rows(kernel, arrays: tuple, batch: int, threads: int, work_per_row: int) -> None:
     """kernel(*arrays, start, stop) over row ranges: the first in this thread, the rest on the helpers."""
     ranges = _split_rows(batch, min(threads, max(1, batch * work_per_row // MIN_WORK_PER_THREAD)))
-    helpers = _helpers(len(ranges) - 1) if len(ranges) > 1 else None
-    futures = [helpers.submit(kernel, *arrays, start, stop) for start, stop in ranges[1:]]
+    futures = [_helpers().submit(kernel, *arrays, start, stop) for start, stop in ranges[1:]]
     kernel(*arrays, *ranges[0])
     for future in futures:
         future.result()

@@ -274,6 +274,30 @@ def test_kernels_split_rows_only_when_each_thread_gets_enough_work(monkeypatch):
     assert sorted(calls) == [(0, 4), (4, 8), (8, 12), (12, 16)]
 
 
+def _split_conv_in_this_process():
+    from models._mamba_kernels import conv_forward
+
+    out = conv_forward(np.ones((4, 3, 2), np.float32), np.ones((2, 2), np.float32), np.zeros(2, np.float32), threads=2)
+    assert (out[:, 0] == 1).all() and (out[:, 1:] == 2).all()      # width-2 causal sum of ones
+
+
+def test_kernel_helper_threads_work_in_a_forked_child(monkeypatch):
+    """The helper pool is per process: a child forked after a split (e.g. a data worker) makes its own
+    rather than queueing on threads that do not exist there (which would hang)."""
+    import multiprocessing
+
+    from models import _mamba_kernels
+
+    monkeypatch.setattr(_mamba_kernels, "MIN_WORK_PER_THREAD", 1)
+    _split_conv_in_this_process()                  # the parent's pool now has threads
+    child = multiprocessing.get_context("fork").Process(target=_split_conv_in_this_process)
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+
+
 def test_kernels_use_torch_threads_only_when_its_openmp_workers_sleep(monkeypatch):
     from models.blocks import _kernel_threads
 
