@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 from bench.trainer import EvalResult, Trainer
-from models.registry import SegmentModel
-from tasks.registry import TaskData
+from models.protocol import SegmentModel
+from tasks.protocol import TaskData
 
 AUTO_MAX_FACTOR = 4   # automatic curve points: powers of two up to 4× the trained count
 UNDEFINED_RESIDUAL = 1e6   # relative residuals this large only come from a zero previous state

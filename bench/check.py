@@ -52,7 +52,7 @@ def measure_pair(model_name: str, task_name: str, steps: int = DEFAULT_STEPS,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # deterministic and comparable across machines with different core counts
     try:
-        config = resolve(model_name, task_name, "smoke", [*check_overrides(steps), *(extra or [])], seed=0)
+        config = prepare(model_name, task_name, "smoke", [*check_overrides(steps), *(extra or [])], seed=0)
         task, model = build(config)
         train_data = task.build("train")
         test_name = task.eval_splits()[0]

@@ -14,7 +14,8 @@ import click
 
 from bench.config import ConfigError, resolve
 from bench.results import ResultsError
-from tasks.registry import PRESETS, DataError
+from tasks.files import DataError
+from tasks.registry import PRESETS
 
 PRESET_HELP = {
     "smoke": "seconds; for tests",
@@ -57,6 +58,7 @@ def cli() -> None:
 def run(model_name, task_name, preset, overrides, match, seed, device, out, resume, seeds, quiet):
     """Train and evaluate MODEL on TASK; write results/<run_id>/summary.json."""
     from bench.distributed import current_world, shutdown
+    from bench.matching import match as sized
     from bench.runner import execute, resolve_device
 
     if seeds > 1 and resume is not None:
@@ -66,8 +68,8 @@ def run(model_name, task_name, preset, overrides, match, seed, device, out, resu
     world = current_world(resolve_device(device))
     try:
         for run_seed in range(seed, seed + seeds):
-            config = resolve(model_name, task_name, preset, overrides, seed=run_seed, device=resolve_device(device),
-                             match=match)
+            config = sized(resolve(model_name, task_name, preset, overrides, seed=run_seed,
+                                   device=resolve_device(device)), match)
             summary = execute(config, out, resume=resume, progress=not quiet, world=world)
             if not world.is_main:
                 continue
@@ -145,10 +147,12 @@ def sweep(models, tasks, seeds, preset, overrides, out, address, backend, match,
 
 @cli.command(name="list")
 def list_command():
-    """Models, tasks and presets, one line each."""
-    from models.registry import get_model_entry, model_names
-    from tasks.registry import get_task_entry, task_names
+    """Models, tasks and presets, one line each (plugins included)."""
+    from models.registry import MODELS, get_model_entry, model_names
+    from tasks.registry import TASKS, get_task_entry, task_names
 
+    for problem in [*MODELS.problems(), *TASKS.problems()]:
+        click.echo(f"warning: {problem}", err=True)
     click.echo("models:")
     for name in model_names():
         click.echo(f"  {name:<14} {get_model_entry(name).description}")
@@ -164,30 +168,42 @@ def list_command():
 @_common_run_options
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def info(model_name, task_name, preset, overrides, match, as_json):
-    """Resolve the config and build the model (no training): params, FLOPs, shapes."""
+    """Resolve and size the config and count the model (no data, no training): params, FLOPs, shapes.
+
+    The model is built on the meta device (shapes only), so this is quick at any preset."""
     import dataclasses
 
-    from bench.matching import inference_flops
-    from bench.runner import build
+    from bench.matching import build, inference_flops, match as sized, sizing_spec
 
-    config = resolve(model_name, task_name, preset, overrides, match=match)
-    task, model = build(config)
+    config = sized(resolve(model_name, task_name, preset, overrides), match)
+    spec = sizing_spec(config)
+    try:
+        model = build(model_name, config.model, spec, "meta")
+    except (TypeError, ValueError, ArithmeticError) as error:
+        raise ConfigError(f"model config: {error} (check the model.* values)") from None
     segments = config.train.eval_segments or config.train.segments
-    payload = {"model": model_name, "task": task_name, "preset": preset, **model.parameter_counts(),
+    counts = model.parameter_counts()
+    if not spec.puzzle_ids_known:
+        counts["puzzle_emb_params"] = None
+    payload = {"model": model_name, "task": task_name, "preset": preset, **counts,
                "match": config.extra.get("match"),
-               "flops_per_example": inference_flops(model, task.spec, segments), "segments": segments,
-               "seq_len": task.spec.seq_len, "vocab_size": task.spec.vocab_size,
-               "num_puzzle_ids": task.spec.num_puzzle_ids, "config_hash": config.config_hash(),
-               "config": config.to_dict()}
+               "flops_per_example": inference_flops(model, spec, segments, "meta"),
+               "segments": segments, "seq_len": spec.seq_len, "vocab_size": spec.vocab_size,
+               "num_puzzle_ids": spec.num_puzzle_ids if spec.puzzle_ids_known else None,
+               "config_hash": config.config_hash(), "config": config.to_dict()}
     if as_json:
         click.echo(json.dumps(payload, default=str))
         return
     click.echo(f"{model_name} on {task_name} ({preset})")
     click.echo(f"  params            {payload['params']:,}")
-    click.echo(f"  puzzle-emb params {payload['puzzle_emb_params']:,}")
+    if payload["puzzle_emb_params"] is None:
+        click.echo("  puzzle-emb params counted once the data is built (the number of puzzle ids depends on it)")
+    else:
+        click.echo(f"  puzzle-emb params {payload['puzzle_emb_params']:,}")
     if (payload["match"] or {}).get("target") or (payload["match"] or {}).get("skipped"):
         click.echo(f"  match             {_describe_match(payload['match'])}")
-    click.echo(f"  FLOPs/example     {payload['flops_per_example']:,} ({segments} segment(s))")
+    click.echo(f"  FLOPs/example     {payload['flops_per_example']:,} ({segments} segment(s), every iteration "
+               "of the model's budget)")
     click.echo(f"  sequence length   {payload['seq_len']}, vocab {payload['vocab_size']}")
     for section in ("model", "task", "train"):
         click.echo(f"  {section}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(getattr(config, section)).items()))

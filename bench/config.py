@@ -1,10 +1,14 @@
 """Run configuration: three dataclass sections (model.*, task.*, train.*), presets, overrides.
 
 Resolution order, later wins:
-  1. the dataclasses' defaults
+  1. the dataclasses' defaults, and the defaults a baseline takes from HRM's resolved config for the
+     same task and preset (`reference_defaults`, e.g. the transformer's depth = HRM's block count)
   2. the task's preset (task.*, train.*, and model.* keys the model has — e.g. model.hidden)
-  3. the model's preset, if it registers one
+  3. the model's preset, if it declares one
   4. `--set section.key=value` from the command line (strict: unknown keys are errors)
+
+`resolve()` is pure: it reads presets and overrides and touches no model and no data. Sizing a model
+to HRM (`--match params | flops`) is a separate, explicit step: `bench.matching.match`.
 """
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.registry import get_model_entry
-from tasks.registry import PRESETS, get_task_entry
+from tasks.registry import PRESETS, RegistryError, get_task_entry
 
 SECTIONS = ("model", "task", "train")
+# The model baselines take their reference defaults from and are sized to (bench/matching.py).
+REFERENCE_MODEL = "hrm"
 
 
 class ConfigError(ValueError):
@@ -99,6 +105,9 @@ class RunConfig:
     train: TrainConfig
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
+    # the --set overrides it was resolved with: sizing resolves HRM with the same task.*/train.* ones
+    # and leaves model.* sizes the user set alone. Not part of the run's identity (to_dict, hash).
+    overrides: tuple[str, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "task_name": self.task_name, "preset": self.preset,
@@ -180,22 +189,21 @@ def _apply(values: dict[str, dict[str, Any]], classes: dict[str, type], key: str
 
 
 def resolve(model_name: str, task_name: str, preset: str = "cpu", overrides: list[str] | tuple[str, ...] = (),
-            seed: int | None = None, device: str = "cpu", match: str = "params") -> RunConfig:
-    """The run's configuration. `match` (params | flops | none; params as on the CLI, so a run has the
-    same identity however it is started) sizes the model to HRM for this task and preset; HRM-derived
-    defaults (e.g. depth) apply in every mode — see bench/matching.py. Recorded in `extra["match"]`."""
+            seed: int | None = None, device: str = "cpu") -> RunConfig:
+    """The run's configuration from presets and overrides (no model is built, no data is read)."""
     try:
         model_entry = get_model_entry(model_name)
         task_entry = get_task_entry(task_name)
-    except KeyError as error:
-        raise ConfigError(error.args[0]) from None
+    except RegistryError as error:
+        raise ConfigError(str(error)) from None
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose from: {', '.join(PRESETS)}")
+    overrides = tuple(overrides)
     classes = {"model": model_entry.config, "task": task_entry.config, "train": TrainConfig}
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for key, value in task_entry.presets[preset].items():
         _apply(values, classes, key, value, strict=not key.startswith("model."), from_text=False)
-    for key, value in getattr(model_entry.cls, "presets", {}).get(preset, {}).items():
+    for key, value in model_entry.cls.presets.get(preset, {}).items():
         _apply(values, classes, key, value, strict=True, from_text=False)
     for key, value in parse_overrides(overrides).items():
         _apply(values, classes, key, value, strict=True, from_text=True)
@@ -203,12 +211,26 @@ def resolve(model_name: str, task_name: str, preset: str = "cpu", overrides: lis
         values["train"]["seed"] = seed
     train = TrainConfig(**values["train"])
     train.validate()
+    model_values = {**_reference_defaults(model_entry, task_name, preset, overrides, device, set(values["model"])),
+                    **values["model"]}
     try:
-        model_config = model_entry.config(**values["model"])
+        model_config = model_entry.config(**model_values)
         task_config = task_entry.config(**values["task"])
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from None
-    run = RunConfig(model_name, task_name, preset, model_config, task_config, train, device)
-    from bench.matching import apply as apply_matching  # imported here: matching resolves HRM through resolve()
+    return RunConfig(model_name, task_name, preset, model_config, task_config, train, device, overrides=overrides)
 
-    return apply_matching(run, match, overrides, explicit=set(values["model"]))
+
+def non_model_overrides(overrides) -> list[str]:
+    """The task.* and train.* overrides: what HRM is resolved with when a baseline refers to it."""
+    return [o for o in overrides if not o.strip().startswith("model.")]
+
+
+def _reference_defaults(model_entry, task_name: str, preset: str, overrides, device: str,
+                        explicit: set[str]) -> dict[str, Any]:
+    """Values the model takes from HRM's resolved config, for fields no preset or --set gave."""
+    rules = {k: rule for k, rule in model_entry.cls.reference_defaults.items() if k not in explicit}
+    if not rules or model_entry.name == REFERENCE_MODEL:
+        return {}
+    reference = resolve(REFERENCE_MODEL, task_name, preset, non_model_overrides(overrides), device=device)
+    return {key: rule(reference.model) for key, rule in rules.items()}

@@ -3,8 +3,8 @@
 - params (the CLI default): the model's width (`hidden`) is searched so that its parameter count
   (puzzle-embedding tables excluded) is within ±2% of HRM's, at the model's configured depth.
 - flops: the same search, matching inference FLOPs per example instead (all segments and every
-  recurrent step counted, measured with FlopCounterMode on a one-example forward; a DEQ is measured
-  at its full iteration budget, since its solver may stop earlier on real data).
+  recurrent step counted on a one-example forward on the meta device — shapes only, no memory; a DEQ
+  is measured at its full iteration budget, since its solver may stop earlier on real data).
 - none: the model's own configuration.
 
 The search keeps the head count (`num_heads`) and the divisibility rules — hidden a multiple of
@@ -17,57 +17,40 @@ target, the achieved value and the relative error are recorded in `RunConfig.ext
 
 Baselines also take some defaults from HRM's resolved config (`reference_defaults` on the model
 class, e.g. the transformer's depth = HRM's high_layers + low_layers) unless a preset or --set
-gives the key; `apply()` does that for every mode, including none.
+gives the key; `bench.config.resolve()` applies those in every mode, including none.
+
+Sizing is a separate step from resolving: `match(resolve(...), mode)`, or `prepare(...)` for both.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 from typing import Any, Callable
 
 import torch
 
+from bench.config import REFERENCE_MODEL, ConfigError, RunConfig, non_model_overrides, parse_overrides, resolve
+from bench.measure import flops_of
+from models.registry import get_model_entry
+from tasks.registry import create_task
+
 MODES = ("params", "flops", "none")
 TOLERANCE = 0.02
-# The model everything is matched to, and --set overrides it is resolved with. Tests may point this
-# at a stand-in with the same parameter count (the tied unrolled model) while HRM is not registered.
-REFERENCE_MODEL = "hrm"
-REFERENCE_OVERRIDES: tuple[str, ...] = ()
 WIDTH = "hidden"
 # fine knobs for when no width is within tolerance: (field, low, high, integer?, fixed other fields)
 FINE_KNOBS = (("expansion", 0.25, 16.0, False, {"ffn_multiple": 1}), ("state_size", 1, 256, True, {}))
 
 
-def _error(config_error: str):
-    from bench.config import ConfigError
-
-    return ConfigError(config_error)
-
-
-def reference_run(run, overrides=()):
-    """HRM resolved for the run's task and preset (task.* and train.* overrides apply; model.* do not).
-
-    None when the reference model is not registered (a checkout without models/hrm.py)."""
-    from bench.config import resolve
-    from models.registry import model_names
-
-    if REFERENCE_MODEL not in model_names():
-        return None
-    shared = [o for o in overrides if not o.strip().startswith("model.")]
-    return resolve(REFERENCE_MODEL, run.task_name, run.preset, [*REFERENCE_OVERRIDES, *shared], device=run.device)
-
-
-def task_spec(run):
-    from tasks.registry import create_task
-
+def sizing_spec(run: RunConfig):
+    """The task's shapes from its config alone (no data is built)."""
     try:
-        return create_task(run.task_name, **vars(run.task)).spec
+        return create_task(run.task_name, **vars(run.task)).sizing_spec
     except (TypeError, ValueError) as error:
-        raise _error(f"task config: {error}") from None
+        raise ConfigError(f"task config: {error}") from None
 
 
 def build(model_name: str, config, spec, device: str | torch.device = "cpu"):
-    from models.registry import get_model_entry
-
     with torch.device(device):
         return get_model_entry(model_name).cls(config, spec)
 
@@ -77,52 +60,49 @@ def count_params(model_name: str, config, spec) -> int:
     return build(model_name, config, spec, "meta").parameter_counts()["params"]
 
 
-def example_batch(spec, batch_size: int = 1) -> dict[str, torch.Tensor]:
+def example_batch(spec, batch_size: int = 1, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """A zero batch of the task's training shape (what `bench info` and FLOP matching run)."""
-    return {"inputs": torch.zeros(batch_size, spec.seq_len, dtype=torch.long),
-            "labels": torch.zeros(batch_size, spec.seq_len, dtype=torch.long),
-            "puzzle_ids": torch.zeros(batch_size, dtype=torch.long)}
+    shape = (batch_size, spec.seq_len)
+    return {"inputs": torch.zeros(shape, dtype=torch.long, device=device),
+            "labels": torch.zeros(shape, dtype=torch.long, device=device),
+            "puzzle_ids": torch.zeros(batch_size, dtype=torch.long, device=device)}
 
 
 def inference_flops(model, spec, segments: int, device: str | torch.device = "cpu") -> int:
-    """FLOPs of an evaluation forward (all `segments`) on one example; every recurrent step counts."""
-    from bench.measure import flops_of
+    """FLOPs of an evaluation forward (all `segments`) on one example; every recurrent step counts.
 
-    batch = {key: value.to(device) for key, value in example_batch(spec).items()}
+    On the meta device every segment runs the same ops on the same shapes, and the counted formulas
+    depend on shapes only, so one segment is counted and multiplied (a test checks this equals the
+    real count)."""
+    batch = example_batch(spec, device=device)
+    shapes_only = torch.device(device).type == "meta"
     was_training = model.training
     model.eval()
 
     def forward() -> None:
         with torch.no_grad():
             carry = model.initial_carry(batch)
-            for _ in range(segments):
+            for _ in range(1 if shapes_only else segments):
                 carry, _ = model(carry, batch)
 
     try:
-        return flops_of(forward)
+        return flops_of(forward) * (segments if shapes_only else 1)
     finally:
         model.train(was_training)
 
 
-def _measure(mode: str, model_name: str, spec, train) -> Callable[[Any], int]:
-    from models.registry import get_model_entry
+def full_budget_flops(model_name: str, config, spec, segments: int) -> int:
+    """Inference FLOPs per example at the model's whole iteration budget (a DEQ's solver may stop
+    earlier on real data), counted on the meta device: shapes are all the counter needs."""
+    config = dataclasses.replace(config, **get_model_entry(model_name).cls.full_budget)
+    return inference_flops(build(model_name, config, spec, "meta"), spec, segments, "meta")
 
+
+def _measure(mode: str, model_name: str, spec, train) -> Callable[[Any], int]:
     if mode == "params":
         return lambda config: count_params(model_name, config, spec)
     segments = train.eval_segments or train.segments
-    # models whose work depends on the data (DEQ's solver may stop early) are measured at their full
-    # iteration budget: `full_budget` on the class lists the config changes that make them use it
-    full_budget = getattr(get_model_entry(model_name).cls, "full_budget", {})
-
-    def flops(config) -> int:
-        config = dataclasses.replace(config, **full_budget)
-        try:  # shapes are all FlopCounterMode needs: the meta device is fast and allocates nothing
-            return inference_flops(build(model_name, config, spec, "meta"), spec, segments, "meta")
-        except (RuntimeError, NotImplementedError):  # data-dependent control flow (a DEQ solver) needs values
-            torch.manual_seed(train.seed)
-            return inference_flops(build(model_name, config, spec), spec, segments)
-
-    return flops
+    return lambda config: full_budget_flops(model_name, config, spec, segments)
 
 
 def _width_step(config) -> int:
@@ -197,56 +177,52 @@ def search(config, measure: Callable[[Any], int], target: int, tolerance: float 
     return best
 
 
-def apply(run, mode: str = "params", overrides=(), explicit: set[str] | frozenset = frozenset()):
-    """HRM-derived defaults, then sizing by `mode`; returns the run with `extra["match"]` recorded.
+def match(run: RunConfig, mode: str = "params") -> RunConfig:
+    """The run with its model sized to HRM by `mode`, and `extra["match"]` saying how (a new RunConfig).
 
-    explicit: model.* keys a preset or --set gave (reference defaults never override those).
-    """
-    from bench.config import parse_overrides
-    from models.registry import get_model_entry
-
+    Cached per process: every seed of a sweep, and `bench info` after `bench run`, size once."""
     if mode not in MODES:
-        raise _error(f"--match {mode!r} is not one of: {', '.join(MODES)}")
-    cls = get_model_entry(run.model_name).cls
-    is_reference = run.model_name == REFERENCE_MODEL
-    defaults = {k: rule for k, rule in getattr(cls, "reference_defaults", {}).items() if k not in explicit}
-    # HRM itself is the same model in every mode: recorded as "none" so its config hash does not change
-    if is_reference or (mode == "none" and not defaults):
-        run.extra["match"] = {"mode": mode if not is_reference else "none", "reference": REFERENCE_MODEL}
-        return run
-    reference = reference_run(run, overrides)
-    if reference is None:
-        reason = f"reference model {REFERENCE_MODEL!r} is not registered: model kept at its own defaults, unmatched"
-        run.extra["match"] = {"mode": mode, "reference": REFERENCE_MODEL, "skipped": reason}
-        return run
-    if defaults:
-        try:
-            run.model = dataclasses.replace(run.model, **{k: rule(reference.model) for k, rule in defaults.items()})
-        except (TypeError, ValueError) as error:
-            raise _error(f"model config: {error}") from None
-    if mode == "none":
-        run.extra["match"] = {"mode": "none", "reference": REFERENCE_MODEL}
-        return run
+        raise ConfigError(f"--match {mode!r} is not one of: {', '.join(MODES)}")
+    identity = run.to_dict()
+    identity["train"] = {k: v for k, v in identity["train"].items() if k != "seed"}
+    key = (mode, json.dumps(identity, sort_keys=True, default=str), run.overrides)
+    if key not in _SIZED:
+        _SIZED[key] = _sized(run, mode, run.overrides)
+    model, record = _SIZED[key]
+    return dataclasses.replace(run, model=model, extra={**run.extra, "match": copy.deepcopy(record)})
+
+
+_SIZED: dict[tuple, tuple[Any, dict]] = {}   # (mode, config without seed, overrides) → (model config, record)
+
+
+def _sized(run: RunConfig, mode: str, overrides: tuple[str, ...]) -> tuple[Any, dict]:
+    record: dict[str, Any] = {"mode": mode, "reference": REFERENCE_MODEL}
+    if run.model_name == REFERENCE_MODEL or mode == "none":
+        # HRM itself is the same model in every mode: recorded as "none" so its config hash does not change
+        return run.model, {**record, "mode": "none"}
     set_by_user = {key.split(".", 1)[1] for key in parse_overrides(overrides) if key.startswith("model.")}
     knobs = {WIDTH, *(name for name, *_ in FINE_KNOBS), "ffn_multiple"}
     clash = sorted(set_by_user & knobs & {f.name for f in dataclasses.fields(run.model)})
     if clash:  # the user's explicit size wins; the run says it is unmatched
-        reason = f"{', '.join('model.' + k for k in clash)} set explicitly: not resized"
-        run.extra["match"] = {"mode": mode, "reference": REFERENCE_MODEL, "skipped": reason}
-        return run
-    spec = task_spec(run)
-    target = _measure(mode, REFERENCE_MODEL, task_spec(reference), reference.train)(reference.model)
+        return run.model, {**record, "skipped": f"{', '.join('model.' + k for k in clash)} set explicitly: not resized"}
+    reference = resolve(REFERENCE_MODEL, run.task_name, run.preset, non_model_overrides(overrides), device=run.device)
+    spec = sizing_spec(run)
+    target = _measure(mode, REFERENCE_MODEL, spec, reference.train)(reference.model)
     try:
         matched, achieved = search(run.model, _measure(mode, run.model_name, spec, run.train), target)
     except (TypeError, ValueError) as error:
-        raise _error(f"--match {mode}: {error}") from None
+        raise ConfigError(f"--match {mode}: {error}") from None
     relative_error = (achieved - target) / target
     if abs(relative_error) > TOLERANCE:
-        raise _error(f"--match {mode}: {run.model_name} cannot be sized within ±{TOLERANCE:.0%} of "
-                     f"{REFERENCE_MODEL} ({achieved:,} vs {target:,}); use --match none")
+        raise ConfigError(f"--match {mode}: {run.model_name} cannot be sized within ±{TOLERANCE:.0%} of "
+                          f"{REFERENCE_MODEL} ({achieved:,} vs {target:,}); use --match none")
     changed = {f.name: getattr(matched, f.name) for f in dataclasses.fields(matched)
                if getattr(matched, f.name) != getattr(run.model, f.name)}
-    run.model = matched
-    run.extra["match"] = {"mode": mode, "reference": REFERENCE_MODEL, "target": target, "achieved": achieved,
-                          "relative_error": relative_error, "changed": changed}
-    return run
+    return matched, {**record, "target": target, "achieved": achieved, "relative_error": relative_error,
+                     "changed": changed}
+
+
+def prepare(model_name: str, task_name: str, preset: str = "cpu", overrides=(), seed: int | None = None,
+            device: str = "cpu", match_mode: str = "params") -> RunConfig:
+    """resolve() then match(): the configuration a run, a sweep or `bench info` uses."""
+    return match(resolve(model_name, task_name, preset, overrides, seed=seed, device=device), match_mode)

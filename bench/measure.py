@@ -1,10 +1,14 @@
 """The one instrument every model is measured with: FLOPs, time, memory, environment.
 
-FLOPs come from `torch.utils.flop_counter.FlopCounterMode` wrapped around real work (a whole train
-step with its backward and every no_grad call; a whole evaluation forward over all segments). It
-counts matmuls and attention at 2 FLOPs per multiply-add and ignores elementwise ops. On CPU, SDPA
-dispatches to `_scaled_dot_product_flash_attention_for_cpu`, which torch's registry lacks
-(REFERENCE.md §7), so we register it here with the registry's own SDPA formulas.
+FLOPs are counted around real work (a whole train step with its backward and every no_grad call; a
+whole evaluation forward over all segments) by `count_flops`: a `TorchDispatchMode` that adds up, for
+every op it sees, the formula torch's `flop_counter` registry holds for it (matmuls, convolutions,
+attention, and the custom ops that register one, e.g. Mamba's scan), at 2 FLOPs per multiply-add;
+elementwise ops are ignored. Two formulas are corrected per counter, never in torch's registry:
+the CPU flash-attention ops (missing from torch's registry) and the grouped-conv backward (counted
+as dense). `FlopCounterMode` itself is not used: its module tracker's hooks break
+`torch.autograd.grad` called inside a backward (pytorch#131753), which is how torchdeq's implicit
+gradient works. docs/reference.md (measurement) says more.
 """
 from __future__ import annotations
 
@@ -20,37 +24,27 @@ from typing import Any, Callable, Iterator
 
 import torch
 from torch.utils import flop_counter
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 _REPO = Path(__file__).resolve().parent.parent
 
 
-def _register_cpu_attention_formulas() -> None:
-    aten = torch.ops.aten
-    forward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    backward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
-    registry = flop_counter.flop_registry
-    if forward is not None and forward.default not in registry:
-        @flop_counter.register_flop_formula(forward)
-        def _forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-            return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
-
-    if backward is not None and backward.default not in registry:
-        @flop_counter.register_flop_formula(backward)
-        def _backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-            return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-_register_cpu_attention_formulas()
+def _cpu_attention_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
+                                  **kwargs) -> int:
+    return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
 def _grouped_convolution_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
                                         transposed, _output_padding, _groups, output_mask, out_shape,
                                         **kwargs) -> int:
-    """torch's formula counts the weight gradient as a dense conv across all channels, ignoring groups: a
-    depthwise conv's backward came out ≈ 150× its forward (Mamba's conv, width 4, 148 channels). The
-    weight gradient does exactly the forward's multiplies, grouped or not; the input gradient keeps
-    torch's count (it uses the weight's shape, which already has in_channels / groups)."""
+    """torch's formula counts the weight gradient as a dense conv across all channels, ignoring groups (a
+    depthwise conv's backward came out ≈ 150× its forward). The weight gradient does exactly the
+    forward's multiplies, grouped or not; the input gradient keeps torch's count (it uses the weight's
+    shape, which already has in_channels / groups)."""
     flops = 0
     if output_mask[0]:
         grad_input_shape = flop_counter.get_shape(out_shape[0])
@@ -60,49 +54,45 @@ def _grouped_convolution_backward_flops(grad_out_shape, x_shape, w_shape, _bias,
     return flops
 
 
-flop_counter.flop_registry[torch.ops.aten.convolution_backward] = \
-    flop_counter.shape_wrapper(_grouped_convolution_backward_flops)
-
-# Analytic FLOP counts for work FlopCounterMode cannot see (e.g. a selective scan): code that runs
-# such work calls `add_uncounted_flops(n)` and the active counter adds it.
-_extra_flops: list[int] = []
-
-
-def add_uncounted_flops(count: int) -> None:
-    if _extra_flops:
-        _extra_flops[-1] += int(count)
+def _corrections() -> dict[Any, Callable]:
+    aten = torch.ops.aten
+    formulas = {aten.convolution_backward: _grouped_convolution_backward_flops}
+    for name, formula in (("_scaled_dot_product_flash_attention_for_cpu", _cpu_attention_flops),
+                          ("_scaled_dot_product_flash_attention_for_cpu_backward", _cpu_attention_backward_flops)):
+        op = getattr(aten, name, None)
+        if op is not None and op not in flop_counter.flop_registry:
+            formulas[op] = formula
+    return {op: flop_counter.shape_wrapper(formula) for op, formula in formulas.items()}
 
 
-class _TotalsOnly:
-    """Stands in for FlopCounterMode's ModuleTracker: every count goes to "Global" (we read totals only).
+class _FlopCounter(TorchDispatchMode):
+    """Adds up the registered FLOP formula of every op dispatched inside it (totals only)."""
 
-    The tracker's multi-grad hooks break `torch.autograd.grad` called during a backward (open
-    pytorch#131753), which is how torchdeq's implicit-differentiation gradient works.
-    """
+    def __init__(self):
+        super().__init__()
+        # read at entry: custom ops register their formulas when their module is imported
+        self.formulas = {**flop_counter.flop_registry, **_corrections()}
+        self.total = 0
 
-    parents = {"Global"}
-
-    def __enter__(self) -> "_TotalsOnly":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = self.formulas.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
 
 
 @contextmanager
 def count_flops() -> Iterator[dict[str, int]]:
     """`with count_flops() as result: ...` → result['flops'] after the block."""
     result: dict[str, int] = {}
-    _extra_flops.append(0)
-    mode = FlopCounterMode(display=False)
-    mode.mod_tracker = _TotalsOnly()
+    counter = _FlopCounter()
     try:
-        with mode:
+        with counter:
             yield result
     finally:
-        extra = _extra_flops.pop()
-        result["flops"] = int(mode.get_total_flops()) + extra
-        result["uncounted_flops_added"] = extra
+        result["flops"] = int(counter.total)
 
 
 def flops_of(fn: Callable[[], Any]) -> int:
@@ -174,7 +164,7 @@ def matmul_flops_per_second(device: str, dtype: torch.dtype = torch.float32, siz
 
 def peak_flops(device: torch.device | str) -> dict[str, Any]:
     """The denominator of MFU. CUDA: the device's bf16 datasheet peak (a measured bf16 matmul when the
-    device is not in the table). CPU: a large fp32 matmul measured in this process (REFERENCE.md §6)."""
+    device is not in the table). CPU: a large fp32 matmul measured in this process."""
     device = torch.device(device)
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)

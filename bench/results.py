@@ -9,13 +9,13 @@ a half-written summary. Run ids carry a timestamp and random suffix: two runs ne
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
+
+from tasks.files import atomic_write_bytes, atomic_write_json
 
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.safetensors"
@@ -23,35 +23,6 @@ CHECKPOINT = "checkpoint.safetensors"
 
 class ResultsError(Exception):
     """Unwritable output directory, unknown or mismatching run to resume: one line for the user."""
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, payload: dict[str, Any]) -> None:
-    atomic_write_bytes(path, (json.dumps(_json_safe(payload), indent=2, sort_keys=False) + "\n").encode())
 
 
 def new_run_id(task: str, model: str, preset: str, seed: int, config_hash: str) -> str:

@@ -20,7 +20,8 @@ from bench.results import (CHECKPOINT, SUMMARY, ResultsError, atomic_write_json,
                            find_resumable, new_run_id, read_summary)
 from bench.trainer import Diverged, Trainer
 from models.registry import create_model
-from tasks.registry import TaskData, create_task
+from tasks.protocol import TaskData
+from tasks.registry import create_task
 
 SCHEMA_VERSION = 1
 

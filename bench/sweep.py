@@ -26,9 +26,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from bench.config import ConfigError, resolve
+from bench.config import ConfigError
+from bench.matching import prepare
 from bench.results import ResultsError, atomic_write_json, ensure_writable, find_complete, find_resumable
-from tasks.registry import DataError
+from tasks.protocol import DataError
 
 # deterministic: retrying would fail the same way
 PERMANENT_ERRORS = (ConfigError, ResultsError, DataError)
@@ -49,8 +50,8 @@ class RunSpec:
         return f"{self.task}/{self.model}/seed{self.seed}"
 
     def config(self):
-        return resolve(self.model, self.task, self.preset, self.overrides, seed=self.seed, device=self.device,
-                       match=self.match)
+        return prepare(self.model, self.task, self.preset, self.overrides, seed=self.seed, device=self.device,
+                       match_mode=self.match)
 
 
 @dataclass

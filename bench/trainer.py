@@ -32,9 +32,9 @@ from bench.distributed import World
 from bench.losses import LOSSES, sequence_mean_loss
 from bench.measure import Stopwatch, count_flops
 from bench.optim import AdamAtan2, SignSGD, learning_rate
-from bench.results import atomic_write_bytes
-from models.registry import SegmentModel
-from tasks.registry import TaskData, TaskSpec
+from tasks.files import atomic_write_bytes
+from models.protocol import PARAMETER_GROUPS, SegmentModel
+from tasks.protocol import TaskData, TaskSpec
 
 
 class Diverged(Exception):
@@ -131,33 +131,39 @@ class Trainer:
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
 
     # ---------------------------------------------------------------- optimisers
-    def _build_optimizers(self) -> list[torch.optim.Optimizer]:
+    def _build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One optimiser per parameter group the model declares: the model's (Adam-atan2 or AdamW) and
+        the puzzle tables' (SignSGD, HRM's sparse-row rule)."""
         config = self.config
-        puzzle = [p for n, p in self.model.named_parameters() if "puzzle_embedding" in n and p.requires_grad]
-        others = [p for n, p in self.model.named_parameters() if "puzzle_embedding" not in n and p.requires_grad]
+        groups = self.model.parameter_groups()
+        unknown = sorted(set(groups) - set(PARAMETER_GROUPS))
+        if unknown:
+            raise ValueError(f"{type(self.model).__name__}.parameter_groups() returned unknown groups {unknown}; "
+                             f"the trainer knows {list(PARAMETER_GROUPS)}")
+        trained = {name: [p for p in parameters if p.requires_grad] for name, parameters in groups.items()}
         betas = (config.beta1, config.beta2)
+        optimizers: dict[str, torch.optim.Optimizer] = {}
         if config.optimizer == "adam_atan2":
-            main = AdamAtan2(others, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+            optimizers["model"] = AdamAtan2(trained["model"], lr=config.lr, betas=betas, weight_decay=config.weight_decay)
         else:
-            main = torch.optim.AdamW(others, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
-        optimizers: list[torch.optim.Optimizer] = [main]
-        if puzzle:
-            optimizers.append(SignSGD(puzzle, lr=config.puzzle_emb_lr, weight_decay=config.puzzle_emb_weight_decay))
+            optimizers["model"] = torch.optim.AdamW(trained["model"], lr=config.lr, betas=betas,
+                                                    weight_decay=config.weight_decay)
+        if trained.get("puzzle_embedding"):
+            optimizers["puzzle_embedding"] = SignSGD(trained["puzzle_embedding"], lr=config.puzzle_emb_lr,
+                                                     weight_decay=config.puzzle_emb_weight_decay)
         return optimizers
 
     def _set_learning_rates(self) -> float:
+        """Each group's scheduled rate for this step; returns the model group's."""
         config = self.config
-        total = config.total_steps
-        rates = [config.lr, config.puzzle_emb_lr]
-        current = 0.0
-        for optimizer, base in zip(self.optimizers, rates):
-            lr = learning_rate(self.step + 1, base, config.lr_warmup_steps, total, config.lr_schedule,
-                               config.lr_min_ratio)
+        base_rates = {"model": config.lr, "puzzle_embedding": config.puzzle_emb_lr}
+        rates = {}
+        for name, optimizer in self.optimizers.items():
+            rates[name] = learning_rate(self.step + 1, base_rates[name], config.lr_warmup_steps, config.total_steps,
+                                        config.lr_schedule, config.lr_min_ratio)
             for group in optimizer.param_groups:
-                group["lr"] = lr
-            if optimizer is self.optimizers[0]:
-                current = lr
-        return current
+                group["lr"] = rates[name]
+        return rates["model"]
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -223,22 +229,21 @@ class Trainer:
         if "aux_loss" in outputs:
             loss = loss + outputs["aux_loss"]
         means.update(loss=loss.detach(), lm_loss=lm_loss.detach(), exact_accuracy=correct.float().mean())
-        # scalar diagnostics a model reports per batch (DEQ: solver_steps, solver_residual) go into the curve
-        means.update({key: value.detach().float() for key, value in outputs.items()
-                      if torch.is_tensor(value) and value.dim() == 0 and key not in means})
+        # the per-batch scalars the model declares (DEQ: solver_steps, solver_residual) go into the curve
+        means.update({key: outputs[key].detach().float() for key in self.model.logged_outputs})
         sums = {"examples": refilled, "halted": halted.sum(), "halted_segments": self.steps_in_carry[halted].sum()}
         metrics = self.world.reduce_metrics(means, sums)
         self.examples += int(metrics.pop("examples"))
         halted_rows, halted_segments = metrics.pop("halted"), metrics.pop("halted_segments")
         if not math.isfinite(metrics["loss"]):  # the rank-averaged loss: every rank stops together
             raise Diverged(self.step + 1, metrics["loss"])  # 1-based, as the training curve counts
-        for optimizer in self.optimizers:
+        for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.world.average_gradients(self.model.parameters())
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
-        for optimizer in self.optimizers:
+        for optimizer in self.optimizers.values():
             optimizer.step()
         if self.ema is not None:
             with torch.no_grad():
@@ -364,13 +369,13 @@ class Trainer:
         tensors: dict[str, torch.Tensor] = {}
         for key, value in self.model.state_dict().items():
             tensors[f"model.{key}"] = value
-        groups = []
-        for index, optimizer in enumerate(self.optimizers):
+        groups = {}
+        for name, optimizer in self.optimizers.items():
             state = optimizer.state_dict()
-            groups.append(state["param_groups"])
+            groups[name] = state["param_groups"]
             for param_id, slots in state["state"].items():
                 for slot, value in slots.items():
-                    tensors[f"optim{index}.{param_id}.{slot}"] = value if torch.is_tensor(value) else torch.tensor(value)
+                    tensors[f"optim.{name}.{param_id}.{slot}"] = value if torch.is_tensor(value) else torch.tensor(value)
         if self.ema is not None:
             for key, value in self.ema.items():
                 tensors[f"ema.{key}"] = value
@@ -407,14 +412,14 @@ class Trainer:
             meta = json.loads(handle.metadata()["trainer"])
         tensors = load_file(str(path))
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        for index, optimizer in enumerate(self.optimizers):
+        for name, optimizer in self.optimizers.items():
             state: dict[int, dict[str, torch.Tensor]] = {}
-            prefix = f"optim{index}."
+            prefix = f"optim.{name}."
             for key, value in tensors.items():
                 if key.startswith(prefix):
                     param_id, slot = key[len(prefix):].split(".", 1)
                     state.setdefault(int(param_id), {})[slot] = value
-            optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][index]})
+            optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
         if self.ema is not None:
             self.ema = {k[4:]: v.to(self.device) for k, v in tensors.items() if k.startswith("ema.")}
         rows = self.world.rows  # this rank's rows of the saved global batch

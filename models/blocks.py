@@ -1,19 +1,16 @@
 """Shared building blocks. Every model composes these; nothing here is model-specific.
 
-Conventions follow the HRM reference code (see shared/REFERENCE.md §1): bias-free linears,
+Conventions follow the HRM reference code (docs/reference.md §HRM): bias-free linears,
 truncated LeCun-normal init, RMSNorm without a learnable scale, post-norm blocks, SwiGLU with the
 intermediate size rounded up to a multiple of 256, RoPE with base 10000.
 """
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from models._mamba_kernels import conv_backward, conv_forward, scan_backward, scan_forward
 
 # Std of a standard normal truncated to [-2, 2]; dividing by it makes the *truncated* draw have
 # the requested std, as the reference's trunc_normal_init_ does.
@@ -206,8 +203,8 @@ class InputEmbedding(nn.Module):
     """sqrt(hidden) · (tokens + optional puzzle-embedding prefix [+ learned positions]), as the reference.
 
     Output: (B, prefix_len + seq_len, hidden). The puzzle table is zero-initialised and trained by
-    its own SignSGD optimiser (the trainer finds it by the name `puzzle_embedding`); its parameters
-    are counted separately from the model's.
+    its own SignSGD optimiser (models return `puzzle_parameters()` from their
+    `puzzle_embedding_parameters`); its parameters are counted separately from the model's.
     """
 
     def __init__(self, vocab_size: int, hidden: int, seq_len: int, num_puzzle_ids: int = 0,
@@ -240,6 +237,10 @@ class InputEmbedding(nn.Module):
         if pos_encoding == "learned":
             self.positions = nn.Embedding(total_len, hidden)
             truncated_normal_(self.positions.weight, std=1.0 / self.scale)
+
+    def puzzle_parameters(self) -> list[nn.Parameter]:
+        """The puzzle table, for the model's `puzzle_embedding_parameters` (empty without a prefix)."""
+        return [] if self.puzzle_embedding is None else [self.puzzle_embedding.weight]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """Embed a batch; returns (x, rotary tables or None) for the blocks to use.
@@ -302,190 +303,3 @@ def fixed_initial_state(hidden: int) -> torch.Tensor:
     the model and never trained, as in the reference.
     """
     return truncated_normal_(torch.empty(hidden), std=1.0)
-
-
-class BidirectionalMamba(nn.Module):
-    """Mamba mixer over both directions of a non-causal sequence: y = out(fwd(u) + flip(bwd(flip(u)))).
-
-    Built from mambapy's `MambaBlock` pieces (depthwise conv, x/dt projections, A, D, selective
-    scan). The input and output projections are shared by the two directions (as Caduceus ties
-    and Vision Mamba shares them), so they are computed once; each direction has its own conv,
-    x_proj, dt_proj, A_log and D. Parameters: 6·h² + 2·(conv, x_proj, dt_proj, A, D) at expand 2.
-    The scan runs on mamba-ssm's CUDA kernel when the input is on CUDA and mamba-ssm is importable,
-    else on `selective_scan` below (compiled CPU kernels, hand-written backward).
-    """
-
-    def __init__(self, hidden: int, state_size: int = 16, expand: int = 2, conv_width: int = 4):
-        super().__init__()
-        from mambapy.mamba import MambaBlock, MambaConfig
-
-        self.config = MambaConfig(d_model=hidden, n_layers=1, d_state=state_size, expand_factor=expand,
-                                  d_conv=conv_width)
-        inner = self.config.d_inner
-        self.in_proj = Linear(hidden, 2 * inner)
-        self.out_proj = Linear(inner, hidden)
-        self.directions = nn.ModuleList(MambaBlock(self.config) for _ in range(2))
-        for direction in self.directions:   # the shared projections above replace the per-direction ones
-            del direction.in_proj, direction.out_proj
-
-    def _scan(self, block: nn.Module, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """One direction as mambapy runs it: causal depthwise conv, SiLU, `ssm` (mamba-ssm's kernel on
-        CUDA), SiLU(z) gate. (B, L, inner). The backward direction is this on the flipped sequence."""
-        length = x.shape[1]
-        x = F.silu(block.conv1d(x.transpose(1, 2))[:, :, :length].transpose(1, 2))
-        cuda_scan = _mamba_ssm_scan() if x.is_cuda else None
-        block.config.use_cuda = cuda_scan is not None     # mambapy reads this flag inside ssm()
-        block.selective_scan_cuda = cuda_scan
-        if x.device.type == "cpu":
-            block.selective_scan = selective_scan         # mambapy's ssm() calls it when use_cuda is off
-        else:   # a GPU without mamba-ssm: mambapy's own parallel scan (our kernels are CPU-only)
-            block.__dict__.pop("selective_scan", None)
-        y = block.ssm(x, z)
-        _add_selective_scan_flops(x, self.config.d_state)
-        return y if cuda_scan is not None else y * F.silu(z)   # the CUDA kernel applies the gate itself
-
-    def _scan_in_place(self, block: nn.Module, x: torch.Tensor, z: torch.Tensor, reverse: bool) -> torch.Tensor:
-        """`_scan` (on the flipped sequence, flipped back, when reverse) without flipping anything: the conv
-        looks back (or ahead) through shifted views and the CPU kernels scan in either order. Same function,
-        same parameters; it saves the copies that dominate a CPU step once the scan itself is compiled."""
-        x = F.silu(_depthwise_conv_along_sequence(x, block.conv1d, reverse))
-        delta, B, C = torch.split(block.x_proj(x), [self.config.dt_rank, self.config.d_state, self.config.d_state],
-                                  dim=-1)
-        delta = F.softplus(block.dt_proj(delta))                  # mambapy: softplus(W·δ + bias)
-        y = selective_scan(x, delta, -torch.exp(block.A_log.float()), B, C, block.D.float(), reverse=reverse)
-        _add_selective_scan_flops(x, self.config.d_state)
-        return y * F.silu(z)
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        x, z = self.in_proj(u).chunk(2, dim=-1)
-        forward_scan, backward_scan = self.directions
-        if u.device.type not in ("cpu", "meta"):   # mamba-ssm's kernel (or mambapy's scan) runs one way only
-            y = self._scan(forward_scan, x, z) + self._scan(backward_scan, x.flip(1), z.flip(1)).flip(1)
-        else:
-            y = self._scan_in_place(forward_scan, x, z, reverse=False) + \
-                self._scan_in_place(backward_scan, x, z, reverse=True)
-        return self.out_proj(y)
-
-
-def _kernel_threads() -> int:
-    """Threads for the compiled kernels: torch's count only when its OpenMP workers sleep between ops.
-    By default they spin-wait for a while after each op, on the cores a kernel helper thread would use:
-    on 2 cores a cpu-preset Mamba step (batch 64) took 370–440 ms split in two and 260–335 ms in the
-    calling thread; with OMP_WAIT_POLICY=passive the split won (260–275 vs 285–340 ms)."""
-    return torch.get_num_threads() if os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" else 1
-
-
-def _depthwise_conv_along_sequence(x: torch.Tensor, conv: nn.Conv1d, reverse: bool) -> torch.Tensor:
-    """conv(x) over (B, L, channels) without transposing: causal (output t sees x[t-K+1..t]) or, when
-    reverse, anti-causal (sees x[t..t+K-1]), i.e. `conv1d(x.flip(1)).flip(1)` cut to L as mambapy cuts it."""
-    _add_uncounted(2 * x.numel() * conv.kernel_size[0], x)      # a compiled kernel: the counter sees nothing
-    return _DepthwiseConv.apply(x, conv.weight, conv.bias, reverse)
-
-
-class _DepthwiseConv(torch.autograd.Function):
-    """Depthwise conv along the sequence on the compiled CPU kernels (models/_mamba_kernels.py)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, reverse):
-        ctx.shapes = [tensor.shape for tensor in (x, weight, bias)]
-        if x.device.type == "meta":                # shape-only runs (FLOP matching): nothing to compute
-            return torch.empty_like(x)
-        inputs = [tensor.detach().to(_kernel_dtype(x)).contiguous() for tensor in (x, weight[:, 0].T, bias)]
-        ctx.save_for_backward(*inputs)
-        ctx.reverse, ctx.dtypes = reverse, (x.dtype, weight.dtype, bias.dtype)
-        out = conv_forward(*(tensor.numpy() for tensor in inputs), reverse=reverse, threads=_kernel_threads())
-        return torch.from_numpy(out).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        if grad_out.device.type == "meta":
-            return (*(grad_out.new_empty(shape) for shape in ctx.shapes), None)
-        x, weight_transposed, _ = ctx.saved_tensors
-        grad_out = grad_out.detach().to(x.dtype).contiguous().numpy()
-        grad_x, grad_weight_transposed, grad_bias = conv_backward(
-            x.numpy(), weight_transposed.numpy(), grad_out, reverse=ctx.reverse, threads=_kernel_threads())
-        x_dtype, weight_dtype, bias_dtype = ctx.dtypes
-        return (torch.from_numpy(grad_x).to(x_dtype),
-                torch.from_numpy(grad_weight_transposed).T.unsqueeze(1).to(weight_dtype),
-                torch.from_numpy(grad_bias).to(bias_dtype), None)
-
-
-def _mamba_ssm_scan():
-    """mamba-ssm's fused CUDA selective scan, or None when it is not installed (CPU machines)."""
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-    except Exception:  # ImportError, or a build without its compiled extension
-        return None
-    return selective_scan_fn
-
-
-def selective_scan_flops(batch: int, length: int, inner: int, state_size: int) -> int:
-    """mamba-ssm's own count for one selective scan (`flops_selective_scan_ref`): 9·B·L·D·N + B·L·D (D skip)."""
-    return 9 * batch * length * inner * state_size + batch * length * inner
-
-
-def _add_selective_scan_flops(x: torch.Tensor, state_size: int) -> None:
-    """FlopCounterMode sees neither scan (CUDA kernel or `selective_scan`, read-out included): add
-    mamba-ssm's count analytically, the same on both devices (backward ≈ 2× forward)."""
-    batch, length, inner = x.shape
-    _add_uncounted(selective_scan_flops(batch, length, inner, state_size), x)
-
-
-def _add_uncounted(forward_flops: int, x: torch.Tensor) -> None:
-    """Add FLOPs the counter cannot see, tripled when a backward will follow (backward ≈ 2× forward)."""
-    from bench.measure import add_uncounted_flops
-
-    add_uncounted_flops(forward_flops * (3 if torch.is_grad_enabled() and x.requires_grad else 1))
-
-
-class _SelectiveScan(torch.autograd.Function):
-    """Mamba's selective scan without the D skip, on the compiled CPU kernels of models/_mamba_kernels.py.
-
-        h_t = exp(Δ_t A) ⊙ h_{t-1} + (Δ_t x_t) B_t        y_t = h_t C_t        (h: batch × inner × N)
-
-    Why not mambapy's scans (its own note: they are for when mamba-ssm is unavailable): its
-    parallel scan pads L to a power of two and rewrites B·L·D·N tensors 2·log L times, and its
-    sequential loop lets autograd allocate a full-size zero gradient per position; both are
-    memory-bound. A PyTorch loop over positions with a written-out backward (this class before
-    the kernels) was ≈ 8× faster than the parallel scan; the kernels are ≈ 7× faster again on one
-    core (B 64, L 82, D 148, N 17, forward + backward: 32–35 ms vs 229 ms). Only the inputs are saved:
-    the backward recomputes the states row by row. tests/test_zoo.py checks values and gradients
-    against the naive loop (float64 and float32), with gradcheck, and against mambapy's scan.
-    """
-
-    @staticmethod
-    def forward(ctx, x, delta, A, B, C, reverse):
-        ctx.shapes = [tensor.shape for tensor in (x, delta, A, B, C)]
-        if x.device.type == "meta":                # shape-only runs (FLOP matching): nothing to compute
-            return torch.empty_like(x)
-        # contiguous copies (A transposed to (N, inner): the kernels' inner loop runs along inner)
-        inputs = [tensor.detach().contiguous() for tensor in (x, delta, A.T, B, C)]
-        ctx.save_for_backward(*inputs)
-        ctx.reverse = reverse
-        arrays = [tensor.numpy() for tensor in inputs]
-        return torch.from_numpy(scan_forward(*arrays, reverse=reverse, threads=_kernel_threads()))
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        if grad_y.device.type == "meta":
-            return (*(grad_y.new_empty(shape) for shape in ctx.shapes), None)
-        arrays = [tensor.numpy() for tensor in ctx.saved_tensors]
-        grad_y = grad_y.detach().contiguous().to(ctx.saved_tensors[0].dtype).numpy()
-        grad_x, grad_delta, grad_A_transposed, grad_B, grad_C = scan_backward(
-            *arrays, grad_y, reverse=ctx.reverse, threads=_kernel_threads())
-        return (torch.from_numpy(grad_x), torch.from_numpy(grad_delta), torch.from_numpy(grad_A_transposed).T,
-                torch.from_numpy(grad_B), torch.from_numpy(grad_C), None)
-
-
-def selective_scan(x, delta, A, B, C, D, reverse: bool = False):
-    """mambapy's `selective_scan` signature: x, Δ (B, L, inner), A (inner, N), B, C (B, L, N), D (inner);
-    reverse scans from the last position to the first (= the scan of the flipped sequence, flipped back).
-
-    The recurrence runs in float32 whatever the autocast dtype, as mamba-ssm's kernel does."""
-    scanned = _SelectiveScan.apply(*(tensor.to(_kernel_dtype(x)) for tensor in (x, delta, A, B, C)), reverse)
-    return (scanned + D * x).to(x.dtype)
-
-
-def _kernel_dtype(x: torch.Tensor) -> torch.dtype:
-    """The CPU kernels compute in float32 (bf16/fp16 inputs included), or float64 when given it."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32

@@ -94,6 +94,7 @@ class DEQConfig:
                 description="deep equilibrium model (torchdeq): fixed point of an input-injected block stack")
 class DEQ(Transformer):
     test_time_compute_key = "eval_max_iter"
+    logged_outputs = ("solver_steps", "solver_residual")
     full_budget = {"tol": 1e-30}   # FLOP matching: the solver runs its whole iteration budget
     reference_defaults = {"num_layers": lambda hrm: hrm.low_layers}
     presets = {
@@ -118,7 +119,10 @@ class DEQ(Transformer):
             return self.blocks(z, injection=x, rotary=rotary)
 
         budget = config.max_iter if self.training else (config.eval_max_iter or config.max_iter)
-        trajectory, info = self.deq(f, carry["z"].to(x.dtype), solver_kwargs={"f_max_iter": budget})
+        solver_kwargs = {"f_max_iter": budget}
+        if x.device.type == "meta":   # shape-only runs (FLOP counting) cannot stop early: the whole budget
+            solver_kwargs["return_final"] = True
+        trajectory, info = self.deq(f, carry["z"].to(x.dtype), solver_kwargs=solver_kwargs)
         z = trajectory[-1]
         if self.residual_trace is not None:
             self.residual_trace.setdefault("z", []).extend(info["rel_trace"].float().mean(0).tolist())

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from models._recurrence import broadcast_states, check_gradient_mode, run_cycles
 from models.blocks import BlockStack, HaltingHead, InputEmbedding, OutputHead, fixed_initial_state
-from models.registry import SegmentModel, register_model
+from models.protocol import SegmentModel
+from models.registry import register_model
 
 
 @dataclass
@@ -70,6 +71,9 @@ class HRM(SegmentModel):
         self.q_head = HaltingHead(config.hidden, outputs=2)
         self.register_buffer("z_high_init", fixed_initial_state(config.hidden))
         self.register_buffer("z_low_init", fixed_initial_state(config.hidden))
+
+    def puzzle_embedding_parameters(self):
+        return self.embedding.puzzle_parameters()
 
     def initial_carry(self, batch):
         return broadcast_states(batch, self.embedding.prefix_len, {"z_high": self.z_high_init, "z_low": self.z_low_init})

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from models.blocks import BidirectionalMamba, InputEmbedding, OutputHead, rms_norm
-from models.registry import SegmentModel, register_model
+from models.blocks import InputEmbedding, OutputHead, rms_norm
+from models.mamba_ops import BidirectionalMamba
+from models.protocol import SegmentModel
+from models.registry import register_model
 
 
 @dataclass
@@ -50,6 +52,9 @@ class Mamba(SegmentModel):
         self.layers = nn.ModuleList(BidirectionalMamba(config.hidden, config.state_size, config.expand,
                                                        config.conv_width) for _ in range(config.num_layers))
         self.head = OutputHead(config.hidden, spec.vocab_size, self.embedding.prefix_len)
+
+    def puzzle_embedding_parameters(self):
+        return self.embedding.puzzle_parameters()
 
     def initial_carry(self, batch):
         # like the transformer: the last hidden state is carried into the next deep-supervision

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 
 from models.blocks import BlockStack, InputEmbedding, OutputHead
-from models.registry import SegmentModel, register_model
+from models.protocol import SegmentModel
+from models.registry import register_model
 
 
 @dataclass
@@ -44,6 +45,9 @@ class Transformer(SegmentModel):
                                  expansion=config.expansion, ffn_multiple=config.ffn_multiple,
                                  backend=config.attention_backend)
         self.head = OutputHead(config.hidden, spec.vocab_size, self.embedding.prefix_len)
+
+    def puzzle_embedding_parameters(self):
+        return self.embedding.puzzle_parameters()
 
     def initial_carry(self, batch):
         return self.zero_state_carry(batch, self.embedding.prefix_len, self.config.hidden)

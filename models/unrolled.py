@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from models.blocks import BlockStack, HaltingHead, InputEmbedding, OutputHead, fixed_initial_state
-from models.registry import SegmentModel, register_model
+from models.protocol import SegmentModel
+from models.registry import register_model
 
 
 @dataclass
@@ -69,6 +70,9 @@ class Unrolled(SegmentModel):
         self.q_head = HaltingHead(config.hidden)
         self.register_buffer("z_H_init", fixed_initial_state(config.hidden), persistent=True)
         self.register_buffer("z_L_init", fixed_initial_state(config.hidden), persistent=True)
+
+    def puzzle_embedding_parameters(self):
+        return self.embedding.puzzle_parameters()
 
     def forward(self, carry, batch):
         config = self.config

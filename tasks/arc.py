@@ -36,6 +36,7 @@ fraction of its test inputs that are right: reported as `fractional_pass@k`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import zlib
 from dataclasses import dataclass
@@ -46,9 +47,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.results import atomic_write_json
-from tasks.registry import (IGNORE_LABEL, DataError, Task, TaskData, TaskSpec, cached_arrays, register_task,
-                            token_and_exact_accuracy)
+from tasks.files import atomic_write_json
+from tasks.cache import cached_arrays
+from tasks.protocol import IGNORE_LABEL, DataError, Task, TaskData, TaskSpec, token_and_exact_accuracy
+from tasks.registry import register_task
 
 PAD, EOS, COLOUR_OFFSET = 0, 1, 2
 NUM_COLOURS = 10
@@ -58,7 +60,6 @@ RETRIES_FACTOR = 5                          # reference: up to 5·N random draws
 DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)  # transform t is undone by transform DIHEDRAL_INVERSE[t]
 SOURCES = {"arc1-training": ("arcagi1", 0), "arc1-evaluation": ("arcagi1", 1),
            "arc2-training": ("arcagi2", 0), "arc2-evaluation": ("arcagi2", 1)}
-DATA_VERSION = 3
 
 
 @dataclass
@@ -379,8 +380,17 @@ class ArcTask(Task):
             raise ValueError("task.augmentations, task.eval_tasks and task.train_tasks must be >= 0")
         if not config.pass_ks or min(config.pass_ks) < 1:
             raise ValueError("task.pass_ks must be a non-empty list of integers >= 1")
-        self.spec = TaskSpec(vocab_size=VOCAB_SIZE, seq_len=config.canvas ** 2,
-                             num_puzzle_ids=1 + len(self.plan["variant_task"]))
+        self._check_sources()
+
+    @cached_property
+    def spec(self) -> TaskSpec:
+        """One puzzle id per (task, variant): counting them needs the augmentation plan (cached on disk)."""
+        return dataclasses.replace(self.sizing_spec, num_puzzle_ids=1 + len(self.plan["variant_task"]),
+                                   puzzle_ids_known=True)
+
+    @property
+    def sizing_spec(self) -> TaskSpec:
+        return TaskSpec(vocab_size=VOCAB_SIZE, seq_len=self.config.canvas ** 2, puzzle_ids_known=False)
 
     # ---------------------------------------------------------------- sources, guards, variants
     @property
@@ -447,14 +457,14 @@ class ArcTask(Task):
                     "colour_map": np.stack(colour_maps).astype(np.uint8),
                     "task_ids": np.array([p.id for p in evaluation + training]),
                     "num_eval_tasks": np.array(len(evaluation))}
-        return cached_arrays(self.registry_name, self.config, "plan", make, version=DATA_VERSION)
+        return cached_arrays(self, "plan", make)
 
     # ---------------------------------------------------------------- splits
     def _arrays(self, split: str) -> dict[str, np.ndarray]:
         if split == "train":
-            return cached_arrays(self.registry_name, self.config, "train", self._make_train, version=DATA_VERSION)
+            return cached_arrays(self, "train", self._make_train)
         if split == "test":
-            return cached_arrays(self.registry_name, self.config, "test", self._make_test, version=DATA_VERSION)
+            return cached_arrays(self, "test", self._make_test)
         raise DataError(f"unknown ARC split {split!r}; splits: train, {', '.join(self.eval_splits())}")
 
     def _make_train(self) -> dict[str, np.ndarray]:

@@ -39,8 +39,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from tasks.registry import (IGNORE_LABEL, DataError, Task, TaskData, TaskSpec, cached_arrays, register_task,
-                            token_and_exact_accuracy)
+from tasks.cache import cached_arrays
+from tasks.protocol import IGNORE_LABEL, DataError, Task, TaskData, TaskSpec, token_and_exact_accuracy
+from tasks.registry import register_task
 
 PAD = 0
 DIGIT_0 = 1          # digit d → token d + 1
@@ -241,15 +242,15 @@ class ArithmeticTask(Task):
         config, length = self.config, self.spec.seq_len
         name = self.registry_name
         if split == "train":
-            return cached_arrays(name, config, split, lambda: generate(
+            return cached_arrays(self, split, lambda: generate(
                 self.operation, config.train_size, 1, config.train_digits, length, (config.seed, 0)))
         if split == "test":  # in-distribution, independent draw (short lengths inevitably repeat train problems)
-            return cached_arrays(name, config, split, lambda: generate(
+            return cached_arrays(self, split, lambda: generate(
                 self.operation, config.test_size, 1, config.train_digits, length, (config.seed, 1)))
         if split.startswith("test_length_"):
             digits = int(split.removeprefix("test_length_"))
             if 1 <= digits <= config.eval_digits:
-                return cached_arrays(name, config, split, lambda: generate(
+                return cached_arrays(self, split, lambda: generate(
                     self.operation, config.test_size, digits, digits, length, (config.seed, 2, digits)))
         raise DataError(f"unknown {name} split {split!r}; splits: train, test, test_length_1..{config.eval_digits}")
 

@@ -32,8 +32,9 @@ import numba
 import numpy as np
 import torch
 
-from tasks.registry import (IGNORE_LABEL, DataError, Task, TaskData, TaskSpec, cached_arrays, register_task,
-                            token_and_exact_accuracy)
+from tasks.cache import cached_arrays
+from tasks.protocol import IGNORE_LABEL, DataError, Task, TaskData, TaskSpec, token_and_exact_accuracy
+from tasks.registry import register_task
 
 CHARSET = "# SGo"  # wall, open, start, goal, path → tokens 1..5 (0 = PAD)
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
@@ -372,7 +373,7 @@ class MazeTask(Task):
             if split == "test":
                 raise DataError("task.path is set but task.test_path is not: give both CSV files")
         if split == "train":
-            return cached_arrays("maze", config, "train", lambda: generate(
+            return cached_arrays(self, "train", lambda: generate(
                 config.train_size, config.grid, self.min_path, config.wall_min, config.wall_max,
                 seed=2 * config.seed))
         if split == "test":
@@ -385,11 +386,11 @@ class MazeTask(Task):
                 if len(keep) < config.test_size:
                     raise DataError("maze test split overlaps the training split; change task.seed")
                 return {k: (v[keep] if v.ndim else v) for k, v in arrays.items()}
-            return cached_arrays("maze", config, "test", make_test)
+            return cached_arrays(self, "test", make_test)
         grid = self._split_grid(split)
         if grid != config.grid:
             # seeds odd like "test" (never a train seed) and distinct per size
-            return cached_arrays("maze", config, split, lambda: generate(
+            return cached_arrays(self, split, lambda: generate(
                 config.test_size, grid, self.grid_min_path(grid), config.wall_min, config.wall_max,
                 seed=2 * config.seed + 1 + 1000 * grid))
         raise DataError(f"unknown maze split {split!r}; splits: {', '.join(self.eval_splits())}")

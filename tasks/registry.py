@@ -1,211 +1,124 @@
-"""Task registry and the one protocol the runner knows tasks by.
+"""The one registry implementation (models and tasks both use it) and the task registry.
 
-A task is a config dataclass plus a class with:
+Built-in entries are the public modules of a package (all but its `INFRASTRUCTURE`); plugins are
+Python entry points of another installed package, group `recurrent_bench.tasks` (or
+`recurrent_bench.models`), whose value is the module that registers the entry:
 
-    spec                      -> TaskSpec (vocab, sequence length, puzzle ids, ignore label)
-    build(split)              -> TaskData for "train" or any name in eval_splits() (seeded by config)
-    eval_splits()             -> names of evaluation splits ("test", larger mazes, longer numbers …)
-    score(data, predictions)  -> dict with at least token_accuracy, exact_accuracy (+ task extras)
-    write_artifacts(...)      -> optional files for the run directory (default none)
-    render(data, index, prediction=None) -> text of one example
-    stats(data)               -> dict of dataset statistics for `bench data`
+    # pyproject.toml of your package
+    [project.entry-points."recurrent_bench.tasks"]
+    my_task = "my_package.my_task"       # a module with @register_task("my_task", ...)
 
-Adding a task is one file and one decorator:
-
-    @register_task("name", config=MyConfig, description="one line", presets={...})
-    class MyTask(Task): ...
-
-`presets` maps "smoke" / "cpu" / "paper" to dotted overrides (`task.*`, `train.*`, `model.*`).
+Nothing is imported until a name is asked for. A plugin that fails to import, or does not register
+the name its entry point promises, is reported by name (`Registry.problems`) and never hides the
+built-ins. The registry lives at the bottom layer (tasks) so that models and bench can both use it
+without an import that climbs back up.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import os
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib.metadata import entry_points
 from typing import Any, Callable
 
-import numpy as np
-import torch
-
-IGNORE_LABEL = -100
 PRESETS = ("smoke", "cpu", "paper")
 
 
-class DataError(Exception):
-    """Missing, malformed or inconsistent task data: reported as one line by the CLI."""
+class RegistryError(LookupError):
+    """An unknown name, or a plugin that cannot be loaded: one line for the user."""
 
-
-@dataclass(frozen=True)
-class TaskSpec:
-    vocab_size: int
-    seq_len: int
-    num_puzzle_ids: int = 1  # HRM keeps a (1-row) puzzle table even when a task has no puzzle ids
-    ignore_label: int = IGNORE_LABEL
-    pad_id: int = 0
-    max_len: int = 0  # longest sequence in any split (extrapolation splits may be longer); 0 = seq_len
-
-    @property
-    def max_seq_len(self) -> int:
-        """Size position tables by this: evaluation splits may be longer than training."""
-        return max(self.seq_len, self.max_len)
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass
-class TaskData:
-    """One split, ready for the model: inputs/labels (N, L) int64, puzzle ids (N,) int64.
-
-    `positions` (N, L) int64, optional: task-supplied position indices that batches carry as
-    `batch["positions"]` (models' InputEmbedding uses them instead of 0..L-1).
-    """
-
-    inputs: torch.Tensor
-    labels: torch.Tensor
-    puzzle_ids: torch.Tensor
-    meta: dict[str, Any] = field(default_factory=dict)
-    positions: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return self.inputs.shape[0]
-
-    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        batch = {"inputs": self.inputs[index], "labels": self.labels[index], "puzzle_ids": self.puzzle_ids[index]}
-        if self.positions is not None:
-            batch["positions"] = self.positions[index]
-        return batch
-
-
-class Task:
-    """Base class; subclasses set `spec` in __init__ and implement build/score/render."""
-
-    def __init__(self, config):
-        self.config = config
-
-    spec: TaskSpec
-
-    def eval_splits(self) -> list[str]:
-        return ["test"]
-
-    def curve_point(self, split: str) -> tuple[str, float] | None:
-        """For extrapolation splits: (axis name, x), e.g. ("length", 24) or ("grid", 20).
-
-        The runner collects every split that has one into summary["curves"][axis] so the report
-        can plot exact accuracy against length / grid size / rating band. None = not on a curve.
-        """
-        return None
-
-    def build(self, split: str) -> TaskData:
-        raise NotImplementedError
-
-    def score(self, data: TaskData, predictions: torch.Tensor, **extra) -> dict[str, Any]:
-        return token_and_exact_accuracy(predictions, data.labels, self.spec.ignore_label)
-
-    def write_artifacts(self, run_dir: Path, split: str, data: TaskData, predictions: torch.Tensor,
-                        confidences: torch.Tensor | None = None) -> list[str]:
-        """Task-specific files written into the run directory after scoring (e.g. ARC's Kaggle
-        submission.json); returns their names. Default: none."""
-        return []
-
-    def render(self, data: TaskData, index: int, prediction: torch.Tensor | None = None) -> str:
-        raise NotImplementedError
-
-    def stats(self, data: TaskData) -> dict[str, Any]:
-        return {"count": len(data), "seq_len": int(data.inputs.shape[1])}
-
-
-def token_and_exact_accuracy(predictions: torch.Tensor, labels: torch.Tensor,
-                             ignore_label: int = IGNORE_LABEL) -> dict[str, Any]:
-    """Token accuracy over supervised positions and whole-sequence exact match."""
-    mask = labels != ignore_label
-    correct = (predictions == labels) & mask
-    token_accuracy = correct.sum().item() / max(mask.sum().item(), 1)
-    exact = (correct.sum(-1) == mask.sum(-1))
-    return {
-        "token_accuracy": token_accuracy,
-        "exact_accuracy": exact.float().mean().item() if len(exact) else 0.0,
-        "per_example_correct": exact.tolist(),
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# Registry
-@dataclass
-class TaskEntry:
+class Entry:
     name: str
     cls: type
     config: type
     description: str
-    presets: dict[str, dict[str, Any]]
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)   # tasks: smoke / cpu / paper overrides
+    origin: str = ""                                                    # the module that registered it
 
 
-_TASKS: dict[str, TaskEntry] = {}
+class Registry:
+    def __init__(self, kind: str, package: str, group: str):
+        self.kind, self.package, self.group = kind, package, group
+        self._entries: dict[str, Entry] = {}
+        self._problems: dict[str, str] = {}
+        self._loaded = False
+
+    def register(self, name: str, config: type, description: str,
+                 presets: dict[str, dict[str, Any]] | None = None) -> Callable[[type], type]:
+        def decorator(cls: type) -> type:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} registered twice ({self._entries[name].origin} and "
+                                 f"{cls.__module__})")
+            self._entries[name] = Entry(name, cls, config, description, dict(presets or {}), cls.__module__)
+            cls.registry_name = name
+            return cls
+
+        return decorator
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        package = importlib.import_module(self.package)
+        for module in pkgutil.iter_modules(package.__path__):
+            if module.name not in package.INFRASTRUCTURE and not module.name.startswith("_"):
+                importlib.import_module(f"{self.package}.{module.name}")
+        for point in entry_points(group=self.group):
+            if point.name in self._entries:
+                continue
+            try:
+                point.load()
+            except Exception as error:  # a broken plugin is reported, never fatal for the others
+                self._problems[point.name] = (f"{self.kind} plugin {point.name!r} ({point.value}) failed to load: "
+                                              f"{type(error).__name__}: {error}")
+                continue
+            if point.name not in self._entries:
+                self._problems[point.name] = (f"{self.kind} plugin {point.name!r} ({point.value}) registered no "
+                                              f"{self.kind} named {point.name!r}")
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def get(self, name: str) -> Entry:
+        self._load()
+        if name in self._entries:
+            return self._entries[name]
+        if name in self._problems:
+            raise RegistryError(self._problems[name])
+        raise RegistryError(f"unknown {self.kind} {name!r}; choose from: {', '.join(sorted(self._entries))}")
+
+    def problems(self) -> list[str]:
+        """One line per plugin that could not be loaded."""
+        self._load()
+        return list(self._problems.values())
+
+
+TASKS = Registry("task", package="tasks", group="recurrent_bench.tasks")
 
 
 def register_task(name: str, config: type, description: str,
                   presets: dict[str, dict[str, Any]]) -> Callable[[type], type]:
+    """`presets` maps "smoke" / "cpu" / "paper" to dotted overrides (`task.*`, `train.*`, `model.*`)."""
     missing = [p for p in PRESETS if p not in presets]
     if missing:
         raise ValueError(f"task {name!r} lacks presets {missing}")
-
-    def decorator(cls: type) -> type:
-        if name in _TASKS:
-            raise ValueError(f"task {name!r} registered twice")
-        _TASKS[name] = TaskEntry(name, cls, config, description, presets)
-        cls.registry_name = name
-        return cls
-
-    return decorator
-
-
-def _load_all() -> None:
-    import tasks  # noqa: F401  (importing the package registers every task module)
+    return TASKS.register(name, config=config, description=description, presets=presets)
 
 
 def task_names() -> list[str]:
-    _load_all()
-    return sorted(_TASKS)
+    return TASKS.names()
 
 
-def get_task_entry(name: str) -> TaskEntry:
-    _load_all()
-    if name not in _TASKS:
-        raise KeyError(f"unknown task {name!r}; choose from: {', '.join(sorted(_TASKS))}")
-    return _TASKS[name]
+def get_task_entry(name: str) -> Entry:
+    return TASKS.get(name)
 
 
-def create_task(name: str, **config_values) -> Task:
+def create_task(name: str, **config_values):
     entry = get_task_entry(name)
     return entry.cls(entry.config(**config_values))
-
-
-# --------------------------------------------------------------------------------------------
-# On-disk cache of generated data, keyed by (task, config, split): reruns are instant.
-def cache_dir() -> Path:
-    return Path(os.environ.get("RECURRENT_BENCH_CACHE", Path.home() / ".cache" / "recurrent-bench"))
-
-
-def cache_key(task_name: str, config, split: str, version: int = 1) -> str:
-    payload = json.dumps({"task": task_name, "config": dataclasses.asdict(config), "split": split,
-                          "version": version}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def cached_arrays(task_name: str, config, split: str, make: Callable[[], dict[str, np.ndarray]],
-                  version: int = 1) -> dict[str, np.ndarray]:
-    """Return `make()`'s arrays, from disk when this (task, config, split) was built before."""
-    path = cache_dir() / task_name / f"{split}-{cache_key(task_name, config, split, version)}.npz"
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                return {key: archive[key] for key in archive.files}
-        except Exception:  # a corrupt cache entry is rebuilt, never trusted
-            path.unlink(missing_ok=True)
-    arrays = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(temporary, path)
-    return arrays

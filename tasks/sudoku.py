@@ -39,10 +39,11 @@ import torch
 
 from tasks import _sudoku_solver as core
 from tasks.maze import PRESETS as MAZE_PRESETS
-from tasks.registry import DataError, Task, TaskData, TaskSpec, cached_arrays, register_task
+from tasks.cache import cached_arrays
+from tasks.protocol import DataError, Task, TaskData, TaskSpec
+from tasks.registry import register_task
 
 VOCAB_SIZE = 11  # PAD 0, blank 1, digits 2..10
-CACHE_VERSION = 3  # 2: symmetry-averaged search rating; 3: solution-guided re-adding, faster minimise
 
 
 @dataclass
@@ -526,8 +527,7 @@ class SudokuTask(Task):
                             "(set task.rating_bands=\"\")")
         train_band = (config.min_rating, config.max_rating)
         if split == "train":
-            return cached_arrays("sudoku", config, "train", lambda: self._generate(config.train_size, train_band,
-                                                                                   "train"), CACHE_VERSION)
+            return cached_arrays(self, "train", lambda: self._generate(config.train_size, train_band, "train"))
         if split == "test" or split in self.bands:
             band = train_band if split == "test" else self.bands[split]
             count = config.test_size if split == "test" else config.band_size
@@ -536,7 +536,7 @@ class SudokuTask(Task):
                 # Leakage guard: drop any puzzle equivalent to a training puzzle (draw a few extra).
                 arrays = self._generate(count + count // 20 + 1, band, split)
                 return self._guarded(arrays, self._arrays("train"), split, None, count)
-            return cached_arrays("sudoku", config, split, make, CACHE_VERSION)
+            return cached_arrays(self, split, make)
         raise DataError(f"unknown sudoku split {split!r}; splits: train, {', '.join(self.eval_splits())}")
 
     @staticmethod

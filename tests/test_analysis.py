@@ -8,8 +8,8 @@ import torch
 from bench.analysis import curve_points, run_diagnostics, subset, trained_inner_value, with_config
 from bench.config import TrainConfig
 from bench.trainer import Trainer
-from models.registry import SegmentModel
-from tasks.registry import Task, TaskData, TaskSpec
+from models.protocol import SegmentModel
+from tasks.protocol import Task, TaskData, TaskSpec
 
 SPEC = TaskSpec(vocab_size=5, seq_len=6)
 
@@ -178,7 +178,7 @@ def test_bench_run_seeds_records_diagnostics_and_is_deterministic(tmp_path):
     import json
 
     from bench.cli import main
-    from bench.config import resolve
+    from bench.matching import prepare
     from bench.runner import execute
 
     common = ["--model", "transformer", "--task", "maze", "--preset", "smoke", "--quiet"]
@@ -190,7 +190,7 @@ def test_bench_run_seeds_records_diagnostics_and_is_deterministic(tmp_path):
         assert curve["trained"] == 2 and [p["x"] for p in curve["points"]] == [1, 2, 4, 8]
         assert len(summary["diagnostics"]["fixed_point"]["segments"]["residuals"]["carry.z"]) == 7
         assert 0 < summary["mfu"]["train"] and summary["mfu"]["peak_flops"] > 0
-    again = execute(resolve("transformer", "maze", "smoke", seed=0), tmp_path / "again", progress=False)
+    again = execute(prepare("transformer", "maze", "smoke", seed=0), tmp_path / "again", progress=False)
     first = next(s for s in summaries if s["seed"] == 0)
     strip = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
     assert strip(again["diagnostics"]) == strip(first["diagnostics"])

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import resolve
+from bench.matching import prepare
 from tasks.arc import (EOS, PAD, ArcConfig, ArcTask, Candidate, augment, canonical_pair, crop, dihedral,
                        encode_grid, invert_augmentation, vote)
-from tasks.registry import IGNORE_LABEL, DataError, create_task
+from tasks.protocol import IGNORE_LABEL, DataError
+from tasks.registry import create_task
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -254,7 +255,7 @@ def training_source_pairs(task: ArcTask, train) -> set[bytes]:
 
 
 def test_arc1_build_never_trains_on_an_evaluation_test_pair():
-    task = create_task("arc", **vars(resolve("transformer", "arc", "smoke", ["task.train_tasks=60", "task.eval_tasks=20"]).task))
+    task = create_task("arc", **vars(prepare("transformer", "arc", "smoke", ["task.train_tasks=60", "task.eval_tasks=20"]).task))
     train, test = task.build("train"), task.build("test")
     evaluation, _ = task.puzzles
     test_keys = {canonical_pair(*p) for puzzle in evaluation for p in puzzle.tests}
@@ -314,19 +315,19 @@ def test_missing_sources_are_clear_errors(tmp_path):
 def test_presets_resolve_and_paper_follows_hrm():
     for name in ("arc", "arc2"):
         for preset in ("smoke", "cpu", "paper"):
-            config = resolve("transformer", name, preset)
+            config = prepare("transformer", name, preset)
             assert config.train.puzzle_emb_lr == 1e-2
-        paper = resolve("transformer", name, "paper")
+        paper = prepare("transformer", name, "paper")
         assert (paper.task.augmentations, paper.task.canvas, paper.task.translate) == (1000, 30, True)
         assert (paper.train.lr, paper.train.weight_decay, paper.train.batch_size, paper.train.segments) == (1e-4, 0.1, 768, 16)
-    assert resolve("transformer", "arc2", "paper").task.eval_set == "arc2-evaluation"
+    assert prepare("transformer", "arc2", "paper").task.eval_set == "arc2-evaluation"
 
 
 @pytest.mark.parametrize("name", ["arc", "arc2"])
 def test_smoke_run_end_to_end_writes_a_submission(tmp_path, name):
     from bench.runner import execute
 
-    summary = execute(resolve("transformer", name, "smoke"), tmp_path, progress=False)
+    summary = execute(prepare("transformer", name, "smoke"), tmp_path, progress=False)
     assert summary["status"] == "complete"
     metrics = summary["metrics"]["test"]
     assert metrics["exact_accuracy"] == metrics["pass@2"]

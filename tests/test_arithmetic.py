@@ -7,12 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.config import resolve
+from bench.matching import prepare
 from bench.runner import curve_reach, execute, extrapolation_curves
 from models.blocks import InputEmbedding
 from tasks.arithmetic import (DIGIT_0, EQUALS, PAD, PLUS, SLOT, TIMES, abacus_positions, decode, encode, generate,
                               sequence_length)
-from tasks.registry import IGNORE_LABEL, create_task
+from tasks.protocol import IGNORE_LABEL
+from tasks.registry import create_task
 
 
 @pytest.fixture(autouse=True)
@@ -179,7 +180,7 @@ def test_scorer_exact_accuracy_per_length():
 
 @pytest.mark.parametrize("scheme, encoding", [("abacus", "rope"), ("randomized", "learned")])
 def test_smoke_run_records_the_length_curve(tmp_path, scheme, encoding):
-    config = resolve("transformer", "addition", "smoke",
+    config = prepare("transformer", "addition", "smoke",
                      [f"task.positions={scheme}", f"model.pos_encoding={encoding}"])
     summary = execute(config, tmp_path / "results", progress=False)
     points = summary["curves"]["length"]

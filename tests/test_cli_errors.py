@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.config import resolve
+from bench.matching import prepare
 from bench.runner import StopRequested, execute
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ SMOKE = ["--model", "transformer", "--task", "maze", "--preset", "smoke", "--dev
 def interrupted_run(tmp_path_factory) -> Path:
     """An unfinished smoke run (status running, checkpoint at step 2), to resume with a wrong config."""
     out = tmp_path_factory.mktemp("interrupted")
-    config = resolve("transformer", "maze", "smoke", ["train.checkpoint_every=2"], seed=0)
+    config = prepare("transformer", "maze", "smoke", ["train.checkpoint_every=2"], seed=0)
     with pytest.raises(StopRequested):
         execute(config, out, progress=False, stop_after_step=2)
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]

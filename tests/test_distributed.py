@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.config import ConfigError, resolve
+from bench.config import ConfigError
+from bench.matching import prepare
 from bench.distributed import World
 from bench.runner import build, execute
 from bench.trainer import Sampler, Trainer
@@ -34,7 +35,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     ddp = json.loads((run_dir / "summary.json").read_text())
     assert ddp["status"] == "complete" and ddp["processes"] == 2
 
-    single = execute(resolve("transformer", "maze", "smoke", OVERRIDES, device="cpu"), tmp_path / "one",
+    single = execute(prepare("transformer", "maze", "smoke", OVERRIDES, device="cpu"), tmp_path / "one",
                      progress=False)
     assert single["processes"] == 1 and single["config_hash"] == ddp["config_hash"]
     assert ddp["train"]["examples"] == single["train"]["examples"]
@@ -66,7 +67,7 @@ def test_a_checkpoint_resumes_under_any_number_of_processes(tmp_path, monkeypatc
     """Checkpoints hold the global batch; a rank of a 2-process world loads exactly its rows."""
     # no process group in this unit test: loading a checkpoint needs no collective, the weight broadcast does
     monkeypatch.setattr(World, "broadcast_parameters", lambda self, module: None)
-    config = resolve("transformer", "maze", "smoke", ["train.segments=2"], device="cpu")
+    config = prepare("transformer", "maze", "smoke", ["train.segments=2"], device="cpu")
     task, model = build(config)
     data = task.build("train")
     trainer = Trainer(model, task.spec, config.train, "cpu", progress=False)

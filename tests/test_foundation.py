@@ -6,35 +6,36 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.config import ConfigError, resolve
+from bench.config import ConfigError
+from bench.matching import prepare
 from bench.measure import flops_of
 from bench.results import atomic_write_json, read_summary
 from bench.runner import StopRequested, execute
 from bench.trainer import Trainer
 from models.registry import create_model
-from tasks.registry import TaskSpec
+from tasks.protocol import TaskSpec
 
 SMOKE = ["train.steps=6", "train.checkpoint_every=2", "train.log_every=1"]
 
 
 def smoke_config(*extra: str, seed: int = 0):
-    return resolve("transformer", "maze", "smoke", [*SMOKE, *extra], seed=seed)
+    return prepare("transformer", "maze", "smoke", [*SMOKE, *extra], seed=seed)
 
 
 # ------------------------------------------------------------------------------------- config
 def test_overrides_are_typed_and_validated():
-    config = resolve("transformer", "maze", "smoke", ["model.hidden=48", "train.act=true", "task.grid=7"])
+    config = prepare("transformer", "maze", "smoke", ["model.hidden=48", "train.act=true", "task.grid=7"])
     assert config.model.hidden == 48 and config.train.act is True and config.task.grid == 7
     with pytest.raises(ConfigError, match="unknown key 'model.hiden'"):
-        resolve("transformer", "maze", "smoke", ["model.hiden=48"])
+        prepare("transformer", "maze", "smoke", ["model.hiden=48"])
     with pytest.raises(ConfigError, match="expected int"):
-        resolve("transformer", "maze", "smoke", ["train.steps=many"])
+        prepare("transformer", "maze", "smoke", ["train.steps=many"])
     with pytest.raises(ConfigError, match="unknown model"):
-        resolve("nosuch", "maze", "smoke")
+        prepare("nosuch", "maze", "smoke")
     with pytest.raises(ConfigError, match="unknown preset"):
-        resolve("transformer", "maze", "huge")
+        prepare("transformer", "maze", "huge")
     with pytest.raises(ConfigError, match="train.loss"):
-        resolve("transformer", "maze", "smoke", ["train.loss=hinge"])
+        prepare("transformer", "maze", "smoke", ["train.loss=hinge"])
 
 
 def test_config_hash_tracks_semantics():
@@ -51,9 +52,9 @@ def test_transformer_training_flops_match_the_analytic_formula(hidden, layers, s
     spec = TaskSpec(vocab_size=6, seq_len=side * side)
     torch.manual_seed(0)
     model = create_model("transformer", spec, hidden=hidden, num_heads=4, num_layers=layers, ffn_multiple=64)
-    config = resolve("transformer", "maze", "smoke", ["train.segments=1", "train.batch_size=2"]).train
+    config = prepare("transformer", "maze", "smoke", ["train.segments=1", "train.batch_size=2"]).train
     trainer = Trainer(model, spec, config, "cpu", progress=False)
-    from tasks.registry import TaskData
+    from tasks.protocol import TaskData
     data = TaskData(torch.randint(1, 6, (4, spec.seq_len)), torch.randint(1, 6, (4, spec.seq_len)),
                     torch.zeros(4, dtype=torch.long))
     from bench.trainer import Sampler

@@ -6,11 +6,11 @@ import torch
 
 from gradient_probes import attach_probes
 
-from bench.config import resolve
+from bench.matching import prepare
 from bench.runner import execute
 from models.hrm import HRM
 from models.registry import create_model
-from tasks.registry import TaskSpec
+from tasks.protocol import TaskSpec
 
 TINY = dict(hidden=32, num_heads=2, ffn_multiple=32, high_layers=1, low_layers=1, high_cycles=2, low_cycles=2)
 
@@ -163,7 +163,7 @@ def test_same_seed_same_outputs_and_bad_config_is_an_error():
 
 
 def test_smoke_run_on_maze_records_segments(tmp_path):
-    run = resolve("hrm", "maze", "smoke", overrides=["train.act=true", "train.segments=3",
+    run = prepare("hrm", "maze", "smoke", overrides=["train.act=true", "train.segments=3",
                                                      "train.eval_halting=learned"])
     assert run.model.high_layers == 1 and run.model.hidden == 32   # hidden from the task preset
     summary = execute(run, tmp_path, progress=False)
@@ -178,7 +178,7 @@ def test_puzzle_embedding_rows_take_signsgd_steps_only_when_used():
     """The puzzle table (counted apart) is trained by SignSGD at train.puzzle_emb_lr, only on the batch's rows."""
     from bench.config import TrainConfig
     from bench.trainer import Sampler, Trainer
-    from tasks.registry import TaskData
+    from tasks.protocol import TaskData
 
     torch.manual_seed(0)
     spec = TaskSpec(vocab_size=6, seq_len=10, num_puzzle_ids=5)

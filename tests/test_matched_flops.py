@@ -6,7 +6,7 @@ import torch
 
 pytest.importorskip("bench.matching", reason="--match lands with the baseline zoo")
 
-from bench.config import resolve  # noqa: E402
+from bench.matching import prepare  # noqa: E402
 from bench.runner import build  # noqa: E402
 from bench.trainer import Trainer  # noqa: E402
 from models.registry import model_names  # noqa: E402
@@ -25,8 +25,8 @@ def test_matched_flops_within_five_percent_of_hrm(model_name):
     if "hrm" not in model_names() or model_name not in model_names():
         pytest.skip(f"needs hrm and {model_name} registered")
     torch.set_num_threads(1)
-    target = recorded_inference_flops(resolve("hrm", "maze", "smoke"))
-    matched = resolve(model_name, "maze", "smoke", match="flops")
+    target = recorded_inference_flops(prepare("hrm", "maze", "smoke"))
+    matched = prepare(model_name, "maze", "smoke", match_mode="flops")
     achieved = recorded_inference_flops(matched)
     assert abs(achieved - target) / target <= TOLERANCE, (model_name, achieved, target, matched.extra.get("match"))
 # Measured on the scratch merge of hrm + zoo + this branch (maze smoke): transformer +1.4%, looped

@@ -1,8 +1,4 @@
-"""Matching every model to HRM (`--match params|flops|none`) and the HRM-derived defaults.
-
-While HRM is not registered (a checkout without models/hrm.py) the tests point the matcher at a
-stand-in with exactly HRM's parameter count and schedule: the tied unrolled model.
-"""
+"""Matching every model to HRM (`--match params|flops|none`) and the HRM-derived defaults."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,19 +6,17 @@ import dataclasses
 import pytest
 
 import bench.matching as matching
-from bench.config import ConfigError, resolve
+from bench.config import REFERENCE_MODEL, ConfigError, resolve
+from bench.matching import prepare
 from models.registry import model_names
 from tasks.registry import PRESETS, task_names
 
 BASELINES = ("transformer", "deq", "unrolled", "looped", "mamba", "trm")
 
 
-@pytest.fixture(autouse=True)
-def reference(monkeypatch):
-    if "hrm" not in model_names():
-        monkeypatch.setattr(matching, "REFERENCE_MODEL", "unrolled")
-        monkeypatch.setattr(matching, "REFERENCE_OVERRIDES", ("model.tied=true",))
-    return matching.REFERENCE_MODEL
+@pytest.fixture
+def reference():
+    return REFERENCE_MODEL
 
 
 def matched_models(reference):
@@ -32,13 +26,13 @@ def matched_models(reference):
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("task", task_names())
 def test_every_model_is_matched_within_two_percent(task, preset, reference):
-    target_run = matching.reference_run(resolve(reference, task, preset, list(matching.REFERENCE_OVERRIDES)))
-    spec = matching.task_spec(target_run)
+    target_run = resolve(reference, task, preset)
+    spec = matching.sizing_spec(target_run)
     target = matching.count_params(reference, target_run.model, spec)
     for name in matched_models(reference):
-        run = resolve(name, task, preset, match="params")
+        run = prepare(name, task, preset, match_mode="params")
         record = run.extra["match"]
-        built = matching.count_params(name, run.model, matching.task_spec(run))
+        built = matching.count_params(name, run.model, matching.sizing_spec(run))
         assert record["target"] == target, name
         assert record["achieved"] == built, name                    # what is recorded is what runs
         assert abs(built - target) <= 0.02 * target, (name, built, target)
@@ -46,12 +40,12 @@ def test_every_model_is_matched_within_two_percent(task, preset, reference):
 
 
 def check_flops_matching(names, reference):
-    target_run = resolve(reference, "maze", "smoke", list(matching.REFERENCE_OVERRIDES))
-    spec = matching.task_spec(target_run)
+    target_run = resolve(reference, "maze", "smoke")
+    spec = matching.sizing_spec(target_run)
     segments = target_run.train.eval_segments or target_run.train.segments
     target = matching.inference_flops(matching.build(reference, target_run.model, spec), spec, segments)
     for name in names:
-        run = resolve(name, "maze", "smoke", match="flops")
+        run = prepare(name, "maze", "smoke", match_mode="flops")
         record = run.extra["match"]
         assert record["target"] == target
         assert abs(record["relative_error"]) <= 0.02, (name, record)
@@ -73,15 +67,15 @@ def test_flops_matching_for_every_model(reference):
 
 def test_match_none_keeps_the_native_width_but_takes_hrms_depth(reference):
     for preset in PRESETS:
-        hrm = resolve(reference, "maze", preset, list(matching.REFERENCE_OVERRIDES)).model
-        transformer = resolve("transformer", "maze", preset, match="none")
+        hrm = prepare(reference, "maze", preset, []).model
+        transformer = prepare("transformer", "maze", preset, match_mode="none")
         assert transformer.extra["match"]["mode"] == "none"
         assert transformer.model.num_layers == hrm.high_layers + hrm.low_layers
         assert transformer.model.hidden == hrm.hidden   # both from the task preset
-        assert resolve("looped", "maze", preset).model.num_layers == hrm.low_layers
-        assert resolve("mamba", "maze", preset).model.num_layers == hrm.high_layers + hrm.low_layers
+        assert prepare("looped", "maze", preset).model.num_layers == hrm.low_layers
+        assert prepare("mamba", "maze", preset).model.num_layers == hrm.high_layers + hrm.low_layers
         # an explicit --set wins over the HRM-derived default
-        assert resolve("transformer", "maze", preset, ["model.num_layers=3"]).model.num_layers == 3
+        assert prepare("transformer", "maze", preset, ["model.num_layers=3"]).model.num_layers == 3
 
 
 def test_unrolled_presets_mirror_hrms_schedule():
@@ -91,21 +85,21 @@ def test_unrolled_presets_mirror_hrms_schedule():
             "ffn_multiple", "pos_encoding", "puzzle_emb_len")
     for task in task_names():
         for preset in PRESETS:
-            hrm = resolve("hrm", task, preset).model
-            unrolled = resolve("unrolled", task, preset, match="none").model
+            hrm = prepare("hrm", task, preset).model
+            unrolled = prepare("unrolled", task, preset, match_mode="none").model
             assert {k: getattr(hrm, k) for k in keys} == {k: getattr(unrolled, k) for k in keys}, (task, preset)
 
 
 def test_match_is_recorded_in_the_config_hash_and_an_explicit_width_wins(reference):
     name = matched_models(reference)[0]
-    params = resolve(name, "maze", "smoke", match="params")
-    none = resolve(name, "maze", "smoke", match="none")
+    params = prepare(name, "maze", "smoke", match_mode="params")
+    none = prepare(name, "maze", "smoke", match_mode="none")
     assert params.to_dict()["extra"]["match"]["mode"] == "params"
     assert params.config_hash() != none.config_hash()
-    explicit = resolve(name, "maze", "smoke", ["model.hidden=64"], match="params")
+    explicit = prepare(name, "maze", "smoke", ["model.hidden=64"], match_mode="params")
     assert explicit.model.hidden == 64 and "model.hidden set explicitly" in explicit.extra["match"]["skipped"]
     with pytest.raises(ConfigError, match="--match"):
-        resolve(name, "maze", "smoke", match="widest")
+        prepare(name, "maze", "smoke", match_mode="widest")
 
 
 def test_search_keeps_head_count_and_even_head_dimension(reference):
@@ -113,8 +107,8 @@ def test_search_keeps_head_count_and_even_head_dimension(reference):
         if name == reference:
             continue
         for preset in PRESETS:
-            run = resolve(name, "maze", preset, match="params")
-            native = resolve(name, "maze", preset, match="none").model
+            run = prepare(name, "maze", preset, match_mode="params")
+            native = prepare(name, "maze", preset, match_mode="none").model
             assert run.model.num_heads == native.num_heads
             assert (run.model.hidden // run.model.num_heads) % 2 == 0
             assert run.model.hidden % run.model.num_heads == 0

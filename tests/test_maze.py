@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tasks.maze import CHARSET, GOAL, OPEN, PATH, START, WALL, MazeTask, MazeConfig, decode, generate, load_csv
-from tasks.registry import DataError
+from tasks.protocol import DataError
 
 
 def bfs_distances(grid_tokens: np.ndarray, side: int, source: int) -> dict[int, int]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.config import resolve
+from bench.matching import prepare
 from bench.runner import execute
 from tasks.maze import PATH, WALL
-from tasks.registry import IGNORE_LABEL, create_task
+from tasks.protocol import IGNORE_LABEL
+from tasks.registry import create_task
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +79,7 @@ def test_eval_grids_must_be_larger():
 
 
 def test_smoke_run_records_the_grid_curve(tmp_path):
-    config = resolve("transformer", "maze", "smoke", ["task.eval_grids=[8]", "train.eval_segments=3"])
+    config = prepare("transformer", "maze", "smoke", ["task.eval_grids=[8]", "train.eval_segments=3"])
     summary = execute(config, tmp_path / "results", progress=False)
     assert [p["x"] for p in summary["curves"]["grid"]] == [6, 8]
     assert summary["metrics"]["test_grid_8"]["mean_segments_used"] == 3

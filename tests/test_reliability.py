@@ -15,7 +15,7 @@ import pytest
 from safetensors import safe_open
 
 import bench.runner as runner
-from bench.config import resolve
+from bench.matching import prepare
 from bench.results import atomic_write_json, read_summary
 from bench.runner import execute
 
@@ -75,7 +75,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        reference = execute(resolve("transformer", "maze", "smoke", overrides, device="cpu"), tmp_path / "straight",
+        reference = execute(prepare("transformer", "maze", "smoke", overrides, device="cpu"), tmp_path / "straight",
                             progress=False)
     finally:
         torch.set_num_threads(threads)
@@ -89,7 +89,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_nan_loss_is_recorded_as_diverged_with_its_step(tmp_path):
-    config = resolve("transformer", "maze", "smoke", ["train.lr=1e30", "train.steps=6", "train.optimizer=adamw"])
+    config = prepare("transformer", "maze", "smoke", ["train.lr=1e30", "train.steps=6", "train.optimizer=adamw"])
     summary = execute(config, tmp_path, progress=False)
     assert summary["status"] == "diverged"
     on_disk = read_summary(tmp_path / summary["run_id"] / "summary.json")
@@ -120,7 +120,7 @@ def test_a_drawn_run_id_that_exists_is_never_reused(tmp_path, monkeypatch):
     ids = iter(["taken", "taken", "fresh"])
     monkeypatch.setattr(runner, "new_run_id", lambda *args: next(ids))
     (tmp_path / "taken").mkdir()
-    config = resolve("transformer", "maze", "smoke", ["train.steps=1"])
+    config = prepare("transformer", "maze", "smoke", ["train.steps=1"])
     summary = execute(config, tmp_path, progress=False)
     assert summary["run_id"] == "fresh"
     assert not (tmp_path / "taken" / "summary.json").exists()
@@ -185,7 +185,7 @@ def test_maze_guard_drops_generated_test_layouts_that_occur_in_train(tmp_path, m
 def test_maze_guard_refuses_when_too_few_distinct_test_layouts(tmp_path, monkeypatch):
     monkeypatch.setenv("RECURRENT_BENCH_CACHE", str(tmp_path))
     import tasks.maze as maze
-    from tasks.registry import DataError
+    from tasks.protocol import DataError
 
     task = maze.MazeTask(maze.MazeConfig(grid=6, train_size=40, test_size=20))
     train = task._arrays("train")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.registry import DataError, create_task
+from tasks.protocol import DataError
+from tasks.registry import create_task
 from tasks import _sudoku_solver as core
 from tasks.sudoku import (_equivalent_within, augment, canonical, chain_seeds, equivalent_to_any, generate, load,
                           random_minimal, solve, valid_solutions)
@@ -257,7 +258,7 @@ def test_scorer_counts_valid_solutions(generated):
     task = create_task("sudoku")
     questions = torch.from_numpy(generated["questions"].astype(np.int64) + 1)
     answers = torch.from_numpy(generated["answers"].astype(np.int64) + 1)
-    from tasks.registry import TaskData
+    from tasks.protocol import TaskData
     data = TaskData(questions, answers, torch.zeros(len(questions), dtype=torch.long))
     perfect = task.score(data, answers)
     assert perfect["exact_accuracy"] == perfect["valid_solution"] == perfect["token_accuracy"] == 1.0

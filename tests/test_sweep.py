@@ -9,7 +9,7 @@ import pytest
 import bench.runner as runner
 import bench.sweep as sweep_module
 from bench.cli import main
-from bench.config import resolve
+from bench.matching import prepare
 from bench.results import read_summary
 from bench.runner import StopRequested, execute
 from bench.sweep import sweep
@@ -106,7 +106,7 @@ def test_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch,
 
 
 def test_an_interrupted_run_is_resumed_not_restarted(tmp_path):
-    config = resolve("transformer", "maze", "smoke", ["train.checkpoint_every=2"], seed=0, device="cpu")
+    config = prepare("transformer", "maze", "smoke", ["train.checkpoint_every=2"], seed=0, device="cpu")
     with pytest.raises(StopRequested):
         execute(config, tmp_path, progress=False, stop_after_step=2)
     (interrupted,) = [p for p in tmp_path.iterdir() if p.is_dir()]

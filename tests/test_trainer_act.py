@@ -12,8 +12,9 @@ from torch import nn
 from bench.config import TrainConfig
 from bench.losses import sequence_mean_loss, stablemax_cross_entropy
 from bench.trainer import Sampler, Trainer
-from models.registry import SegmentModel, create_model
-from tasks.registry import TaskData, TaskSpec
+from models.protocol import SegmentModel
+from models.registry import create_model
+from tasks.protocol import TaskData, TaskSpec
 
 SPEC = TaskSpec(vocab_size=4, seq_len=5)
 

@@ -6,11 +6,11 @@ import torch
 
 from gradient_probes import attach_probes
 
-from bench.config import resolve
+from bench.matching import prepare
 from bench.runner import execute
 from models.registry import create_model
 from models.trm import TRM
-from tasks.registry import TaskSpec
+from tasks.protocol import TaskSpec
 
 TINY = dict(hidden=32, num_heads=2, ffn_multiple=32, num_layers=2, cycles=3, latent_updates=2, puzzle_emb_len=4)
 SPEC = TaskSpec(vocab_size=6, seq_len=10)
@@ -124,14 +124,14 @@ def test_mlp_mixer_uses_no_positions_and_needs_a_fixed_length():
 
 
 def test_presets_set_ema_through_the_train_section():
-    assert resolve("trm", "maze", "paper").train.ema == 0.999
-    assert resolve("trm", "maze", "cpu").train.ema == 0.99
-    assert resolve("trm", "maze", "cpu", overrides=["train.ema=0"]).train.ema == 0.0
-    assert resolve("trm", "maze", "paper").model.puzzle_emb_len == 16
+    assert prepare("trm", "maze", "paper").train.ema == 0.999
+    assert prepare("trm", "maze", "cpu").train.ema == 0.99
+    assert prepare("trm", "maze", "cpu", overrides=["train.ema=0"]).train.ema == 0.0
+    assert prepare("trm", "maze", "paper").model.puzzle_emb_len == 16
 
 
 def test_smoke_run_on_maze_uses_ema(tmp_path):
-    run = resolve("trm", "maze", "smoke", overrides=["train.act=true", "train.segments=2"])
+    run = prepare("trm", "maze", "smoke", overrides=["train.act=true", "train.segments=2"])
     summary = execute(run, tmp_path, progress=False)
     assert summary["status"] == "complete"
     assert summary["config"]["train"]["ema"] == 0.9

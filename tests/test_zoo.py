@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import resolve
+from bench.matching import prepare
 from bench.matching import count_params, inference_flops
 from bench.measure import count_flops
 from bench.runner import execute
-from models.blocks import BidirectionalMamba, selective_scan, selective_scan_flops, swiglu_intermediate
+from models.blocks import swiglu_intermediate
+from models.mamba_ops import BidirectionalMamba, depthwise_conv_along_sequence, selective_scan, selective_scan_flops
 from models.registry import create_model, model_names
-from tasks.registry import TaskSpec
+from tasks.protocol import TaskSpec
 
 SPEC = TaskSpec(vocab_size=5, seq_len=6, num_puzzle_ids=0)
 SMALL = dict(hidden=16, num_heads=2, ffn_multiple=16)
@@ -138,8 +139,8 @@ def test_unrolled_has_one_hrm_segments_flops_and_tied_has_hrms_params():
         assert inference_flops(hrm, small, segments=1) == expected
         assert hrm.parameter_counts() == create_model("unrolled", small, tied=True, **config).parameter_counts()
         for preset in ("smoke", "cpu", "paper"):
-            tied = resolve("unrolled", "maze", preset, ["model.tied=true"], match="none")
-            assert count_params("unrolled", tied.model, spec) == count_params("hrm", resolve("hrm", "maze", preset).model, spec)
+            tied = prepare("unrolled", "maze", preset, ["model.tied=true"], match_mode="none")
+            assert count_params("unrolled", tied.model, spec) == count_params("hrm", prepare("hrm", "maze", preset).model, spec)
 
 
 def test_unrolled_has_no_carry_and_untied_stacks():
@@ -299,12 +300,12 @@ def test_kernel_helper_threads_work_in_a_forked_child(monkeypatch):
 
 
 def test_kernels_use_torch_threads_only_when_its_openmp_workers_sleep(monkeypatch):
-    from models.blocks import _kernel_threads
+    from models.mamba_ops import kernel_threads
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert _kernel_threads() == 1
+    assert kernel_threads() == 1
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
-    assert _kernel_threads() == torch.get_num_threads()
+    assert kernel_threads() == torch.get_num_threads()
 
 
 def test_selective_scan_matches_mambapy_parallel_scan_in_float32():
@@ -323,7 +324,10 @@ def test_mamba_runs_on_the_meta_device_for_shape_only_flop_counts():
     with count_flops() as counted:
         out = mixer(u)
         out.sum().backward()
-    assert out.shape == (2, 7, 8) and u.grad.shape == u.shape and counted["uncounted_flops_added"] > 0
+    real = BidirectionalMamba(hidden=8, state_size=4)
+    with count_flops() as real_count:
+        real(torch.randn(2, 7, 8, requires_grad=True)).sum().backward()
+    assert out.shape == (2, 7, 8) and u.grad.shape == u.shape and counted["flops"] == real_count["flops"] > 0
 
 
 def test_bidirectional_mamba_sees_tokens_on_both_sides():
@@ -336,7 +340,7 @@ def test_bidirectional_mamba_sees_tokens_on_both_sides():
     # one direction alone is causal: the middle does not see the future (so the check above means something)
     u.grad = None
     x, z = mixer.in_proj(u).chunk(2, dim=-1)
-    mixer._scan(mixer.directions[0], x, z)[0, 4].sum().backward()
+    mixer._direction_by_flipping(mixer.directions[0], x, z)[0, 4].sum().backward()
     assert u.grad[0, 5:].abs().sum() == 0 and u.grad[0, :4].abs().sum() > 0
     # the whole model: changing the first token changes the last prediction and vice versa
     model = create_model("mamba", SPEC, hidden=16, num_layers=2, state_size=4).eval()
@@ -369,7 +373,7 @@ def test_bidirectional_mamba_without_flips_equals_mambapy_on_the_flipped_sequenc
     u = torch.randn(2, 11, 8, dtype=torch.float64, requires_grad=True)
     x, z = mixer.in_proj(u).chunk(2, dim=-1)
     forward_scan, backward_scan = mixer.directions
-    flipped = mixer.out_proj(mixer._scan(forward_scan, x, z) + mixer._scan(backward_scan, x.flip(1), z.flip(1)).flip(1))
+    flipped = mixer.out_proj(mixer._direction_by_flipping(forward_scan, x, z) + mixer._direction_by_flipping(backward_scan, x.flip(1), z.flip(1)).flip(1))
     in_place = mixer(u)
     torch.testing.assert_close(in_place, flipped)
     weights = torch.randn_like(in_place)
@@ -393,24 +397,32 @@ def test_grouped_conv_backward_is_counted_as_twice_its_forward():
         assert backward["flops"] == 2 * forward["flops"]
 
 
-def test_mamba_scan_flops_are_added_analytically():
-    model = create_model("mamba", SPEC, hidden=16, num_layers=2, state_size=4)
-    inner, length = 32, SPEC.seq_len   # no puzzle prefix (num_puzzle_ids=0)
-    scan = selective_scan_flops(1, length, inner, 4)   # read-out included: the counter sees no matmul in the scan
-    batch = toy_batch(1)
-    with torch.no_grad(), count_flops() as counted:
-        model(model.initial_carry(batch), batch)
-    conv = 2 * length * inner * 4      # the depthwise conv (width 4) runs on a compiled kernel on CPU
-    assert counted["uncounted_flops_added"] == 2 * 2 * (scan + conv)          # 2 layers × 2 directions, forward only
-    with count_flops() as counted:
-        model(model.initial_carry(batch), batch)[1]["logits"].sum().backward()
-    assert counted["uncounted_flops_added"] == 3 * 2 * 2 * (scan + conv)      # backward ≈ 2× forward
+def test_mamba_scan_and_conv_ops_carry_their_flop_formulas():
+    """The compiled kernels are custom ops with registered formulas: the counter sees them like a matmul."""
+    batch, length, inner, state = 2, 9, 6, 4
+    x, delta, A, B, C, D = (tensor.requires_grad_() for tensor in scan_inputs(batch, length, inner, state,
+                                                                             dtype=torch.float32))
+    scan = selective_scan_flops(batch, length, inner, state)     # read-out and D skip included
+    with count_flops() as forward:
+        y = selective_scan(x, delta, A, B, C, D)
+    with count_flops() as backward:
+        y.sum().backward()
+    assert (forward["flops"], backward["flops"]) == (scan, 2 * scan)          # backward ≈ 2× forward
+    conv = torch.nn.Conv1d(inner, inner, 4, groups=inner, padding=3)
+    with count_flops() as forward:
+        out = depthwise_conv_along_sequence(x, conv, reverse=True)
+    with count_flops() as backward:
+        out.sum().backward()
+    assert (forward["flops"], backward["flops"]) == (2 * batch * length * inner * 4, 4 * batch * length * inner * 4)
+    with count_flops() as meta:                                   # shapes only: the same count
+        selective_scan(*(t.detach().to("meta") for t in (x, delta, A, B, C, D)))
+    assert meta["flops"] == scan
 
 
 # ------------------------------------------------------------------------------ end to end (smoke)
 @pytest.mark.parametrize("name", ["transformer", "deq", "unrolled", "looped", "mamba"])
 def test_each_model_runs_end_to_end_on_the_smoke_preset(name, tmp_path):
-    summary = execute(resolve(name, "maze", "smoke", match="none"), tmp_path, progress=False)
+    summary = execute(prepare(name, "maze", "smoke", match_mode="none"), tmp_path, progress=False)
     assert summary["status"] == "complete"
     assert summary["params"] > 0 and summary["train"]["flops_per_step"] > 0
     assert summary["inference"]["flops_per_example"] > 0 and summary["train"]["seconds"] > 0

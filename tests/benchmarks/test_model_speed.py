@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from bench.config import resolve
+from bench.matching import prepare
 from bench.measure import flops_of
 from bench.runner import build
 from bench.trainer import Sampler, Trainer
@@ -37,7 +37,7 @@ def _setup(model_name: str, family: str, extra: list[str] = ()):
     fields = config_fields(get_model_entry(model_name).config)  # e.g. Mamba has no attention heads
     overrides = [o for o in (*SIZE, *FAMILIES[family], *extra)
                  if not o.startswith("model.") or o[6:].split("=")[0] in fields]
-    config = resolve(model_name, family, "smoke", overrides, seed=0)
+    config = prepare(model_name, family, "smoke", overrides, seed=0)
     task, model = build(config)
     data = task.build("train")
     trainer = Trainer(model, task.spec, config.train, "cpu", progress=False)
