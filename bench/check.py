@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bench.config import resolve
+from bench.matching import prepare
 from bench.results import atomic_write_json
 from bench.runner import build
 from bench.trainer import Trainer

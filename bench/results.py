@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from tasks.files import atomic_write_bytes, atomic_write_json
+from tasks.files import atomic_write_bytes, atomic_write_json  # noqa: F401  (the store writes through these)
 
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.safetensors"

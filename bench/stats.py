@@ -1,10 +1,7 @@
 """Confidence intervals for the report: mean ± 95% CI over seeds, and differences between models.
 
-The intervals are Student-t intervals. scipy is not a dependency, so the two-sided 95% quantiles
-t(0.975, df) come from the standard table below; between table rows (and for the non-integer
-degrees of freedom of Welch's test) we interpolate linearly in 1/df, which is how printed tables are
-meant to be read and is accurate to < 0.1% here. A seeded percentile bootstrap is offered for
-statistics that are not means (numpy only).
+The intervals are Student-t intervals, with quantiles from scipy.stats (Welch's non-integer degrees
+of freedom included). A seeded percentile bootstrap is offered for statistics that are not means.
 
 A single seed has no interval: `MeanInterval.half_width` is None and the report labels the number
 "1 seed" instead of inventing a spread.
@@ -16,35 +13,16 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 CONFIDENCE = 0.95
 
-# t(0.975, df): the two-sided 95% quantile of Student's t (any statistics textbook table).
-_T975 = {
-    1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 7: 2.3646, 8: 2.3060, 9: 2.2622,
-    10: 2.2281, 11: 2.2010, 12: 2.1788, 13: 2.1604, 14: 2.1448, 15: 2.1314, 16: 2.1199, 17: 2.1098,
-    18: 2.1009, 19: 2.0930, 20: 2.0860, 21: 2.0796, 22: 2.0739, 23: 2.0687, 24: 2.0639, 25: 2.0595,
-    26: 2.0555, 27: 2.0518, 28: 2.0484, 29: 2.0452, 30: 2.0423, 40: 2.0211, 50: 2.0086, 60: 2.0003,
-    80: 1.9901, 100: 1.9840, 120: 1.9799,
-}
-_Z975 = 1.9600  # df → ∞
-
 
 def t_quantile_975(df: float) -> float:
-    """Two-sided 95% Student-t quantile for df ≥ 1 (interpolated in 1/df between table rows)."""
+    """Two-sided 95% Student-t quantile t(0.975, df) for df ≥ 1."""
     if not df >= 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if df in _T975:
-        return _T975[df]
-    rows = sorted(_T975)
-    if df > rows[-1]:
-        lower_df, lower_t, upper_inverse, upper_t = rows[-1], _T975[rows[-1]], 0.0, _Z975
-    else:
-        below = max(r for r in rows if r < df)
-        above = min(r for r in rows if r > df)
-        lower_df, lower_t, upper_inverse, upper_t = below, _T975[below], 1.0 / above, _T975[above]
-    fraction = (1.0 / lower_df - 1.0 / df) / (1.0 / lower_df - upper_inverse)
-    return lower_t + fraction * (upper_t - lower_t)
+    return float(scipy_stats.t.ppf(0.975, df))
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,7 @@ def test_interrupted_run_is_untouched_by_failed_resumes(interrupted_run):
     assert (interrupted_run / "checkpoint.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_exit_status_seen_by_the_shell(tmp_path):
     completed = subprocess.run([sys.executable, "-m", "bench", "run", "--model", "transformer", "--task", "maze",
                                 "--set", "train.nope=1"], cwd=ROOT, capture_output=True, text=True, timeout=120)

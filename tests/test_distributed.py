@@ -22,6 +22,7 @@ OVERRIDES = ["train.steps=6", "train.segments=2", "train.log_every=1", "train.ev
              "train.checkpoint_every=2"]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     sets = [a for o in OVERRIDES for a in ("--set", o)]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",

@@ -181,6 +181,7 @@ def test_data_stats_json(capsys):
     assert stats["count"] == 32 and stats["path_length_min"] > stats["min_path"]
 
 
+@pytest.mark.slow
 def test_cli_run_and_report(tmp_path, capsys):
     out = tmp_path / "results"
     assert main(["run", "--model", "transformer", "--task", "maze", "--preset", "smoke", "--quiet", "--out", str(out)]) == 0

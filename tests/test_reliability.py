@@ -33,6 +33,7 @@ def _checkpoint_step(path: Path) -> int:
         return json.loads(handle.metadata()["trainer"])["step"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     # segments=2 and EMA so the carry, halted rows and EMA weights must all survive the kill
     overrides = ["train.steps=30", "train.segments=2", "train.ema=0.9", "train.checkpoint_every=2",
@@ -99,6 +100,7 @@ def test_nan_loss_is_recorded_as_diverged_with_its_step(tmp_path):
     assert on_disk["diverged_value"] in ("nan", "inf", "-inf")
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_into_one_results_folder(tmp_path):
     """Same config, same seed, same second: two processes still get separate, complete records."""
     out = tmp_path / "results"
@@ -127,34 +129,38 @@ def test_a_drawn_run_id_that_exists_is_never_reused(tmp_path, monkeypatch):
 
 
 def test_atomic_writes_never_expose_a_partial_file(tmp_path):
+    """Two writers rewrite the file while a reader reads it a fixed number of times; the writers keep
+    going until the reader is done, and must have written many times meanwhile (no sleeps, no clock)."""
     path = tmp_path / "summary.json"
     atomic_write_json(path, {"status": "running", "config": {}, "writer": -1, "pad": ""})
-    stop = threading.Event()
+    reader_done = threading.Event()
     problems: list[str] = []
+    writes = [0, 0]
 
     def writer(number: int) -> None:
         index = 0
-        while not stop.is_set():
+        while not reader_done.is_set() or writes[number] < 20:
             atomic_write_json(path, {"status": "running", "config": {}, "writer": number, "pad": "x" * (index % 50_000)})
+            writes[number] += 1
             index += 997
 
     def reader() -> None:
-        reads = 0
-        while not stop.is_set() or reads < 200:
+        seen = set()
+        for _ in range(2_000):
             try:
-                read_summary(path)
+                seen.add(read_summary(path)["writer"])
             except ValueError as error:
                 problems.append(str(error))
-            reads += 1
+        problems.extend([] if len(seen) > 1 else [f"the reader only ever saw writer {seen}: no interleaving"])
+        reader_done.set()
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)] + [threading.Thread(target=reader)]
     for thread in threads:
         thread.start()
-    time.sleep(1.0)
-    stop.set()
     for thread in threads:
         thread.join()
     assert problems == []
+    assert min(writes) >= 20
     assert not list(tmp_path.glob("*.tmp"))
 
 

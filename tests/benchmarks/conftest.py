@@ -44,7 +44,7 @@ def reference_matmul() -> dict[str, float]:
     a = torch.randn(REFERENCE_SIZE, REFERENCE_SIZE)
     b = torch.randn(REFERENCE_SIZE, REFERENCE_SIZE)
     seconds = _median_seconds(lambda: torch.mm(a, b))
-    return {"seconds": seconds, "flops_per_second": 2 * REFERENCE_SIZE ** 3 / seconds}
+    return {"seconds": seconds, "flops_per_second": 2 * REFERENCE_SIZE ** 3 / seconds, "size": REFERENCE_SIZE}
 
 
 @pytest.fixture(scope="session")
