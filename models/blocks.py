@@ -43,9 +43,10 @@ class Linear(nn.Linear):
 
 
 def rms_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """RMSNorm without a learnable scale (the reference has none), computed in fp32."""
+    """RMSNorm without a learnable scale (the reference has none), computed in fp32 (float64 inputs in
+    float64, so double-precision gradient checks are not limited by fp32 rounding)."""
     dtype = x.dtype
-    x = x.float()
+    x = x.double() if dtype == torch.float64 else x.float()
     x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
     return x.to(dtype)
 
