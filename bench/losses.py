@@ -1,4 +1,4 @@
-"""Per-token cross-entropies: softmax, and HRM's stablemax (REFERENCE.md §1).
+"""Per-token cross-entropies: softmax, and HRM's stablemax (docs/reference.md (HRM)).
 
 stablemax replaces exp with s(x) = x + 1 (x ≥ 0), 1 / (1 − x) (x < 0), which grows linearly instead
 of exponentially; p_i = s(x_i) / Σ_j s(x_j). The reference computes it in float64.

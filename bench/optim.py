@@ -1,4 +1,4 @@
-"""Optimisers written from their update rules (REFERENCE.md §1).
+"""Optimisers written from their update rules (docs/reference.md (HRM)).
 
 AdamAtan2 — HRM's optimiser: Adam with the division m̂/(√v̂ + ε) replaced by atan2(m̂, √v̂), so no ε,
 bounded steps, and scale invariance:

@@ -1075,7 +1075,7 @@ def write_report(results: Path, out: Path, tasks: Iterable[str] = (), models: It
     else:
         blocks += [("h2", "Main results"), ("p", CI_NOTE),
                    ("p", "Exact accuracy is on each task's first evaluation split; FLOPs are counted by "
-                         "FlopCounterMode (2 per multiply-add); training wall-clock is seconds of optimiser steps; "
+                         "the suite's counter over torch's FLOP formulas (2 per multiply-add); training wall-clock is seconds of optimiser steps; "
                          "eval throughput is examples per second; MFU is achieved FLOP/s over the device peak "
                          "(CPU: a large fp32 matmul measured in the same process; CUDA: the bf16 datasheet peak)."),
                    ("table", main_table(variants))]

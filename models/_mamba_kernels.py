@@ -14,7 +14,7 @@ direction, it costs a few ms where PyTorch's conv1d (plus transposes) or shifted
 
 Rows are independent: the batch can be split over threads (the kernels release the GIL), and the result
 does not depend on the thread count. models/blocks.py asks for one thread unless torch's OpenMP workers
-sleep between ops (`_kernel_threads` there has the measurements). float64 inputs (gradient checks) use
+sleep between ops (`kernel_threads` in models/mamba_ops.py; docs/models/mamba.md has the measurements). float64 inputs (gradient checks) use
 math.exp exactly.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Shared building blocks. Every model composes these; nothing here is model-specific.
 
-Conventions follow the HRM reference code (docs/reference.md §HRM): bias-free linears,
+Conventions follow the HRM reference code (docs/reference.md, HRM): bias-free linears,
 truncated LeCun-normal init, RMSNorm without a learnable scale, post-norm blocks, SwiGLU with the
 intermediate size rounded up to a multiple of 256, RoPE with base 10000.
 """

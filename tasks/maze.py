@@ -1,6 +1,6 @@
 """Maze-Hard: find the shortest path in a random-wall grid (HRM's 30×30 benchmark).
 
-Recipe (REFERENCE.md §4, after Lehnert et al. 2024): a uniform random 30–50% of cells are walls;
+Recipe (docs/reference.md (data), after Lehnert et al. 2024): a uniform random 30–50% of cells are walls;
 start and goal are the farthest pair found by two BFS passes (random start almost never gives a
 long path); keep only instances whose shortest path is longer than `min_path` moves (110 at 30×30).
 Encoding: charset `# SGo` → tokens 1..5, PAD 0; every cell is supervised. An answer is right when
@@ -302,7 +302,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "train.steps": 400, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,
             "train.weight_decay": 0.1, "train.segments": 2, "train.act": True, "train.eval_batch_size": 256,
             "train.diagnostics_examples": 128},
-    # HRM's Maze-Hard-1k recipe (REFERENCE.md §1): for GPUs
+    # HRM's Maze-Hard-1k recipe (docs/reference.md (HRM)): for GPUs
     "paper": {"task.grid": 30, "task.train_size": 1000, "task.test_size": 1000, "task.min_path": 110,
               "model.hidden": 512, "model.num_heads": 8,
               "train.steps": 26041, "train.batch_size": 768, "train.lr": 1e-4, "train.lr_warmup_steps": 2000,

@@ -1,6 +1,6 @@
 """Sudoku-Extreme: fill a 9×9 Sudoku (HRM/TRM's benchmark), generated hard by search or loaded.
 
-The public Sudoku-Extreme set cannot be downloaded here, so puzzles are *made* (REFERENCE.md §4):
+The public Sudoku-Extreme set cannot be downloaded here, so puzzles are *made* (docs/reference.md (data)):
 random full grid → random minimal puzzle → pool-based local search for difficulty (tdoku's
 recipe), all in the numba core `tasks/_sudoku_solver.py`, seeded, cached on disk. For unbounded
 bands (Sudoku-Extreme: `min_rating` only) one search chain emits up to `puzzles_per_chain` hard
@@ -465,7 +465,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "train.steps": 170, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,
             "train.weight_decay": 0.1, "train.segments": 2, "train.eval_batch_size": 256,
             "train.diagnostics_examples": 128},
-    # HRM's Sudoku-Extreme-1k recipe (REFERENCE.md §1, §4): 1000 puzzles × 1000 augmentations, extreme
+    # HRM's Sudoku-Extreme-1k recipe (docs/reference.md (HRM, data)): 1000 puzzles × 1000 augmentations, extreme
     # test set; model/optimiser settings are the Maze-Hard-1k ones (the paper uses one config for both).
     "paper": {"task.train_size": 1000, "task.test_size": 1000, "task.min_rating": 20,
               "task.augmentations": 1000, "task.rating_bands": "0,1-3,4-10,11-30,31-", "task.band_size": 200,

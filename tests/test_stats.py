@@ -22,7 +22,7 @@ def test_mean_interval_of_one_to_five():
     interval = mean_interval([1, 2, 3, 4, 5])
     assert interval.mean == pytest.approx(3.0)
     assert interval.std == pytest.approx(math.sqrt(2.5))
-    assert interval.half_width == pytest.approx(2.7764 * math.sqrt(0.5), rel=1e-6)
+    assert interval.half_width == pytest.approx(2.7764 * math.sqrt(0.5), rel=1e-4)   # t(4) from a printed table
     assert (interval.low, interval.high) == pytest.approx((3 - 1.96322, 3 + 1.96322), abs=1e-4)
     assert interval.n == 5
 
@@ -46,7 +46,7 @@ def test_welch_difference_by_hand():
     difference = difference_interval([1, 2, 3], [4, 5, 6])
     assert difference.difference == pytest.approx(-3.0)
     assert difference.df == pytest.approx(4.0)
-    assert difference.half_width == pytest.approx(2.7764 * math.sqrt(2 / 3), rel=1e-6)
+    assert difference.half_width == pytest.approx(2.7764 * math.sqrt(2 / 3), rel=1e-4)
     assert difference.significant is True
     weak = difference_interval([1, 2, 3], [1.5, 2.5, 3.5])
     assert weak.significant is False

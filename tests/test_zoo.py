@@ -125,7 +125,7 @@ def block_flops(hidden, tokens, expansion=4.0, multiple=256):
 def test_unrolled_has_one_hrm_segments_flops_and_tied_has_hrms_params():
     spec = TaskSpec(vocab_size=11, seq_len=81)
     paper = create_model("unrolled", spec, tied=True)   # HRM's paper configuration
-    assert paper.parameter_counts()["params"] == 27_275_266   # REFERENCE.md §1
+    assert paper.parameter_counts()["params"] == 27_275_266   # docs/reference.md (HRM)
     config = dict(hidden=32, num_heads=2, high_layers=2, low_layers=1, ffn_multiple=32)
     small = TaskSpec(vocab_size=7, seq_len=10)
     tokens = 10 + 1   # the puzzle prefix

@@ -24,7 +24,7 @@ TOLERANCE = 1.0        # fail when normalised time exceeds baseline × (1 + TOLE
 RETRIES = 3            # remeasurements before a slow step counts as a regression (see assert_speed)
 # Mamba once had 3×: its kernels split each batch over helper threads, which waited behind torch's
 # spinning OpenMP workers (a clean-clone CI run measured 3.12× on addition). They now run in the
-# calling thread by default (models/blocks.py `_kernel_threads`), steady within the common tolerance.
+# calling thread by default (models/mamba_ops.py `kernel_threads`), steady within the common tolerance.
 REFERENCE_SIZE = 1024  # the reference matmul is REFERENCE_SIZE² × REFERENCE_SIZE², fp32
 
 
