@@ -148,17 +148,16 @@ def sweep(models, tasks, seeds, preset, overrides, out, address, backend, match,
 @cli.command(name="list")
 def list_command():
     """Models, tasks and presets, one line each (plugins included)."""
-    from models.registry import MODELS, get_model_entry, model_names
-    from tasks.registry import TASKS, get_task_entry, task_names
+    from models.registry import MODELS
+    from tasks.registry import TASKS
 
-    for problem in [*MODELS.problems(), *TASKS.problems()]:
-        click.echo(f"warning: {problem}", err=True)
-    click.echo("models:")
-    for name in model_names():
-        click.echo(f"  {name:<14} {get_model_entry(name).description}")
-    click.echo("tasks:")
-    for name in task_names():
-        click.echo(f"  {name:<14} {get_task_entry(name).description}")
+    for registry in (MODELS, TASKS):
+        entries = registry.catalogue()
+        for problem in registry.problems() if registry.loaded else []:
+            click.echo(f"warning: {problem}", err=True)
+        click.echo(f"{registry.kind}s:")
+        for name, description in entries:
+            click.echo(f"  {name:<14} {description}")
     click.echo("presets:")
     for name in PRESETS:
         click.echo(f"  {name:<14} {PRESET_HELP[name]}")

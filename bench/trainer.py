@@ -17,7 +17,6 @@ be evaluated) but q_continue and its extra forward are skipped.
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +24,14 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from bench.config import TrainConfig
 from bench.distributed import World
 from bench.losses import LOSSES, sequence_mean_loss
 from bench.measure import Stopwatch, count_flops
+from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.optim import AdamAtan2, SignSGD, learning_rate
-from tasks.files import atomic_write_bytes
+from bench.sampling import Sampler
 from models.protocol import PARAMETER_GROUPS, SegmentModel
 from tasks.protocol import TaskData, TaskSpec
 
@@ -41,28 +40,6 @@ class Diverged(Exception):
     def __init__(self, step: int, value: float):
         super().__init__(f"loss became {value} at step {step}")
         self.step, self.value = step, value
-
-
-class Sampler:
-    """Seeded epoch-wise shuffling; its whole state can be checkpointed."""
-
-    def __init__(self, size: int, seed: int):
-        self.size = size
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.randperm(size, generator=self.generator)
-        self.position = 0
-
-    def next(self, count: int) -> torch.Tensor:
-        picked = []
-        while count > 0:
-            if self.position >= self.size:
-                self.order = torch.randperm(self.size, generator=self.generator)
-                self.position = 0
-            take = min(count, self.size - self.position)
-            picked.append(self.order[self.position:self.position + take])
-            self.position += take
-            count -= take
-        return torch.cat(picked)
 
 
 def _tree_where(mask: torch.Tensor, new: dict[str, torch.Tensor], old: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -364,77 +341,9 @@ class Trainer:
         model.train(was_training)
         return counted["flops"]
 
-    # ---------------------------------------------------------------- checkpoints (safetensors)
-    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors: dict[str, torch.Tensor] = {}
-        for key, value in self.model.state_dict().items():
-            tensors[f"model.{key}"] = value
-        groups = {}
-        for name, optimizer in self.optimizers.items():
-            state = optimizer.state_dict()
-            groups[name] = state["param_groups"]
-            for param_id, slots in state["state"].items():
-                for slot, value in slots.items():
-                    tensors[f"optim.{name}.{param_id}.{slot}"] = value if torch.is_tensor(value) else torch.tensor(value)
-        if self.ema is not None:
-            for key, value in self.ema.items():
-                tensors[f"ema.{key}"] = value
-        # rows of the global batch: gathered from every rank (a collective — call on all ranks)
-        gather = self.world.gather_rows
-        for key, value in (self.carry or {}).items():
-            tensors[f"carry.{key}"] = gather(value)
-        for key, value in (self.batch or {}).items():
-            tensors[f"batch.{key}"] = gather(value)
-        if self.halted is not None:
-            tensors["state.halted"] = gather(self.halted.to(torch.uint8))
-            tensors["state.steps_in_carry"] = gather(self.steps_in_carry)
-        tensors["rng.torch"] = torch.get_rng_state()
-        if self.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state()
-        tensors["sampler.generator"] = self.sampler.generator.get_state()
-        tensors["sampler.order"] = self.sampler.order
-        meta = {"step": self.step, "examples": self.examples, "train_seconds": self.train_seconds,
-                "flops_per_step": self.flops_per_step, "param_groups": groups, "curve": self.curve,
-                "evals": self.evals, "sampler_position": self.sampler.position}
-        return {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, meta
-
+    # ---------------------------------------------------------------- checkpoints (bench/checkpoint.py)
     def save_checkpoint(self, path: Path) -> None:
-        from safetensors.torch import save
-
-        tensors, meta = self.state_tensors()
-        if self.world.is_main:
-            atomic_write_bytes(Path(path), save(tensors, metadata={"trainer": json.dumps(meta)}))
+        save_checkpoint(self, path)
 
     def load_checkpoint(self, path: Path, data_size: int, seed: int) -> None:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads(handle.metadata()["trainer"])
-        tensors = load_file(str(path))
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        for name, optimizer in self.optimizers.items():
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            prefix = f"optim.{name}."
-            for key, value in tensors.items():
-                if key.startswith(prefix):
-                    param_id, slot = key[len(prefix):].split(".", 1)
-                    state.setdefault(int(param_id), {})[slot] = value
-            optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
-        if self.ema is not None:
-            self.ema = {k[4:]: v.to(self.device) for k, v in tensors.items() if k.startswith("ema.")}
-        rows = self.world.rows  # this rank's rows of the saved global batch
-        self.carry = {k[6:]: rows(v).to(self.device) for k, v in tensors.items() if k.startswith("carry.")}
-        self.batch = {k[6:]: rows(v).to(self.device) for k, v in tensors.items() if k.startswith("batch.")} or None
-        if "state.halted" in tensors:
-            self.halted = rows(tensors["state.halted"]).bool().to(self.device)
-            self.steps_in_carry = rows(tensors["state.steps_in_carry"]).to(self.device)
-        torch.set_rng_state(tensors["rng.torch"])
-        if "rng.cuda" in tensors and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"])
-        self.sampler = Sampler(data_size, seed)
-        self.sampler.generator.set_state(tensors["sampler.generator"])
-        self.sampler.order = tensors["sampler.order"]
-        self.sampler.position = meta["sampler_position"]
-        self.step, self.examples = meta["step"], meta["examples"]
-        self.train_seconds, self.flops_per_step = meta["train_seconds"], meta["flops_per_step"]
-        self.curve, self.evals = meta["curve"], meta["evals"]
+        load_checkpoint(self, path, data_size, seed)

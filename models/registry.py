@@ -14,7 +14,7 @@ from typing import Callable
 
 from tasks.registry import Entry, Registry
 
-MODELS = Registry("model", package="models", group="recurrent_bench.models")
+MODELS = Registry("model", package="models", group="recurrent_bench.models", decorator="register_model")
 
 
 def register_model(name: str, config: type, description: str) -> Callable[[type], type]:

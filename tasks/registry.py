@@ -15,10 +15,12 @@ without an import that climbs back up.
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Callable
 
 PRESETS = ("smoke", "cpu", "paper")
@@ -42,8 +44,9 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, kind: str, package: str, group: str):
+    def __init__(self, kind: str, package: str, group: str, decorator: str):
         self.kind, self.package, self.group = kind, package, group
+        self.decorator = decorator     # the name modules register with, for `catalogue`
         self._entries: dict[str, Entry] = {}
         self._problems: dict[str, str] = {}
         self._loaded = False
@@ -81,6 +84,11 @@ class Registry:
                 self._problems[point.name] = (f"{self.kind} plugin {point.name!r} ({point.value}) registered no "
                                               f"{self.kind} named {point.name!r}")
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the modules (and plugins) have been imported."""
+        return self._loaded
+
     def names(self) -> list[str]:
         self._load()
         return sorted(self._entries)
@@ -93,13 +101,41 @@ class Registry:
             raise RegistryError(self._problems[name])
         raise RegistryError(f"unknown {self.kind} {name!r}; choose from: {', '.join(sorted(self._entries))}")
 
+    def catalogue(self) -> list[tuple[str, str]]:
+        """(name, description) of every entry. Without plugins, read from the built-in modules' source
+        (their `@register_…("name", …, description="…")` calls), so listing imports neither the modules
+        nor torch; with plugins, or a registration that is not literal, the modules are imported."""
+        if not self._loaded and not entry_points(group=self.group):
+            static = self._literal_registrations()
+            if static is not None:
+                return sorted(static.items())
+        return [(name, self.get(name).description) for name in self.names()]
+
+    def _literal_registrations(self) -> dict[str, str] | None:
+        package = importlib.import_module(self.package)
+        found: dict[str, str] = {}
+        for module in pkgutil.iter_modules(package.__path__):
+            if module.name in package.INFRASTRUCTURE or module.name.startswith("_"):
+                continue
+            path = Path(package.__path__[0]) / f"{module.name}.py"
+            if not path.exists():
+                return None
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == self.decorator:
+                    keywords = {k.arg: k.value for k in node.keywords}
+                    name, description = (node.args or [None])[0], keywords.get("description")
+                    if not (isinstance(name, ast.Constant) and isinstance(description, ast.Constant)):
+                        return None
+                    found[name.value] = description.value
+        return found
+
     def problems(self) -> list[str]:
         """One line per plugin that could not be loaded."""
         self._load()
         return list(self._problems.values())
 
 
-TASKS = Registry("task", package="tasks", group="recurrent_bench.tasks")
+TASKS = Registry("task", package="tasks", group="recurrent_bench.tasks", decorator="register_task")
 
 
 def register_task(name: str, config: type, description: str,

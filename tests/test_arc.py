@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from bench.matching import prepare
-from tasks.arc import (EOS, PAD, ArcConfig, ArcTask, Candidate, augment, canonical_pair, crop, dihedral,
-                       encode_grid, invert_augmentation, vote)
+from tasks._arc_grids import EOS, PAD, augment, canonical_pair, crop, dihedral, encode_grid, invert_augmentation
+from tasks._arc_voting import Candidate, vote
+from tasks.arc import ArcConfig, ArcTask
 from tasks.protocol import IGNORE_LABEL, DataError
 from tasks.registry import create_task
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -191,3 +192,20 @@ def test_the_cache_key_of_every_task_carries_its_code():
 def test_example_batch_has_the_task_shape():
     spec = TaskSpec(vocab_size=5, seq_len=7)
     assert example_batch(spec, 2)["inputs"].shape == (2, 7)
+
+
+def test_the_static_catalogue_is_what_the_modules_register():
+    from models.registry import MODELS
+    from tasks.registry import TASKS
+
+    for registry in (MODELS, TASKS):
+        static = registry._literal_registrations()
+        assert static == {name: registry.get(name).description for name in registry.names()}
+
+
+def test_bench_list_and_help_import_no_torch():
+    code = ("import sys; from bench.cli import main; main(['list']); main(['--help']); "
+            "assert 'torch' not in sys.modules, 'listing imported torch'")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "hrm" in completed.stdout and "maze" in completed.stdout

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.maze import CHARSET, GOAL, OPEN, PATH, START, WALL, MazeTask, MazeConfig, decode, generate, load_csv
+from tasks._maze_generator import CHARSET, GOAL, OPEN, PATH, START, WALL, decode, generate, load_csv
+from tasks.maze import MazeConfig, MazeTask
 from tasks.protocol import DataError
 
 

@@ -6,7 +6,7 @@ import torch
 
 from bench.matching import prepare
 from bench.runner import execute
-from tasks.maze import PATH, WALL
+from tasks._maze_generator import PATH, WALL
 from tasks.protocol import IGNORE_LABEL
 from tasks.registry import create_task
 

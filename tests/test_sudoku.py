@@ -9,8 +9,8 @@ import torch
 from tasks.protocol import DataError
 from tasks.registry import create_task
 from tasks import _sudoku_solver as core
-from tasks.sudoku import (_equivalent_within, augment, canonical, chain_seeds, equivalent_to_any, generate, load,
-                          random_minimal, solve, valid_solutions)
+from tasks._sudoku_data import (_equivalent_within, augment, canonical, chain_seeds, equivalent_to_any, generate,
+                                load, random_minimal, solve, valid_solutions)
 
 HARDEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "sudoku" / "forum_hardest_1106.txt"
 if not HARDEST.exists():  # the development checkout keeps shared/ under /work
@@ -349,3 +349,13 @@ def test_blanks_makes_an_easier_unique_band(tmp_path, monkeypatch):
     loaded.write_text(f"{PUZZLE}\n")
     as_is = create_task("sudoku", blanks=5, path=str(loaded)).build("train")  # files are used as they are
     assert (as_is.inputs == 1).sum().item() == PUZZLE.count(".")
+
+
+def test_the_generators_defaults_are_the_configs():
+    import inspect
+
+    from tasks.sudoku import SudokuConfig
+
+    defaults = inspect.signature(generate).parameters
+    for key in ("puzzles_per_chain", "max_shared", "restart_steps"):
+        assert defaults[key].default == getattr(SudokuConfig, key), key

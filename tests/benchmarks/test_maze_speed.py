@@ -1,6 +1,6 @@
 """Maze-Hard generation rate (target: ≥ 2000 30×30 mazes with shortest path > 110 per minute on
 2 cores; a naive pure-Python BFS loop manages ≈170). Reported in extra_info, not asserted as time."""
-from tasks.maze import generate
+from tasks._maze_generator import generate
 
 COUNT = 200
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from tasks import _sudoku_solver as core
-from tasks.sudoku import SudokuConfig, _workers, generate, random_minimal
+from tasks._sudoku_data import _workers, generate, random_minimal
+from tasks.sudoku import SudokuConfig
 
 HARDEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "sudoku" / "forum_hardest_1106.txt"
 if not HARDEST.exists():
@@ -53,7 +54,7 @@ def solve_one_core(puzzles: np.ndarray) -> np.ndarray:
 def test_rate_375_hardest_one_core(benchmark):
     if not HARDEST.exists():
         pytest.skip(f"reference puzzles not found at {HARDEST}")
-    from tasks.sudoku import load
+    from tasks._sudoku_data import load
     puzzles = load(str(HARDEST))["questions"].astype(np.int8)
     solve_one_core(puzzles[:2])  # compile outside the timing
     clock = CpuClock()
