@@ -112,15 +112,8 @@ PRESETS: dict[str, dict[str, Any]] = {
               "task.pass_ks": (1, 2), "model.hidden": 32, "model.num_heads": 2, "model.ffn_multiple": 32,
               "train.steps": 4, "train.batch_size": 16, "train.lr": 1e-3, "train.lr_warmup_steps": 1,
               "train.puzzle_emb_lr": 1e-2, "train.segments": 2, "train.eval_batch_size": 64},
-    # The cpu study's preset (issue 11): every ARC-1 task whose grids fit 10×10 (178 training, 77
-    # evaluation), 8 variants each, on a 10×10 canvas (seq 100). At the old h=128 / 400 steps no
-    # model solved an evaluation task (0 pass@2: it learns the output format, not the rules), so the
-    # study spends little here — h=64, one segment, few steps — and reports the zero as a finding.
-    # Budget: training seconds in the study at 200 steps (one core each): transformer 51, HRM 84,
-    # TRM 209, looped 249. Alone on 2 cores on a 2-core Intel Xeon (2026-12-01), at 200 steps: TRM
-    # 246 s (1.16 s per step + 14 s), looped 251 s (1.17 + 18), Mamba 155 s (compiled CPU kernels;
-    # 369 s before them). So 120 steps: TRM ≈ 153 s, looped ≈ 158 s on that machine. ARC needs the
-    # paper preset on GPUs.
+    # The cpu study's preset: ARC-1 tasks that fit 10×10, 8 variants each, few steps (no model solves an
+    # evaluation task at CPU scale). How it was calibrated: docs/presets.md.
     "cpu": {"task.canvas": 10, "task.augmentations": 7, "task.pass_ks": (1, 2, 5),
             "model.hidden": 64, "model.num_heads": 4, "model.ffn_multiple": 32,
             "train.steps": 120, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,

@@ -312,23 +312,9 @@ def _presets(smoke_digits: tuple[int, int], cpu_digits: tuple[int, int], paper_d
                   "model.hidden": 32, "model.num_heads": 2, "model.ffn_multiple": 32, "model.num_layers": 2,
                   "train.steps": 4, "train.batch_size": 16, "train.lr": 1e-3, "train.lr_warmup_steps": 1,
                   "train.weight_decay": 0.1, "train.segments": 1, "train.eval_batch_size": 64},
-        # The cpu study's preset (issue 11). Measured on 2 cores, two runs at a time, one thread each:
-        # addition on ≤ 6 digits, 400 steps — transformer 65% exact in distribution, HRM 12%. 350
-        # steps were meant to keep the slowest models under the 3-minute cap (study, seed 0, training
-        # seconds: transformer 46, HRM 56, DEQ 99, looped 158, TRM 171 — TRM's run is just over —
-        # and Mamba 212 on addition on its old PyTorch scan, 151 s wall alone on 2 cores; 112–122 on
-        # multiplication). On a 2-core Intel Xeon (2026-12-01), addition alone on 2 cores took
-        # looped 209 s and TRM 185 s in one measurement, looped 148 s and 174 s and TRM 132 s in later
-        # ones: these shared machines drift by 15–40%, and the looped transformer sits at the 3-minute
-        # line there. 350 steps kept: exact accuracy climbs steeply at the end (looped, seed 0: 22% of
-        # a training batch at step 270, 64% at 350), so ≈ 270 steps would take most of the signal
-        # from the one task above 50%. The old 1000 steps on ≤ 8 digits took the transformer 2 min
-        # and HRM 3.7 min. Two segments: every recurrent model gets an outer loop to run longer at
-        # test time (question 4), and
-        # `train.segments=1` is the ablation of question 2. Multiplication (≤ 3 digits) at the same
-        # budget stays low: the best model reaches ≈ 12% exact (looped, 3 seeds), a finding of the
-        # study. No num_layers here: each model takes its HRM-derived default depth
-        # (bench/matching.py), so the sizes match as on every other task.
+        # The cpu study's preset: ≤ 6-digit addition, 350 steps, 2 segments so every recurrent model can
+        # run longer at test time; no num_layers, so each model takes its HRM-derived depth. How it was
+        # calibrated: docs/presets.md.
         "cpu": {**digits(cpu_digits), "task.train_size": 20000, "task.test_size": 100,
                 "model.hidden": 64, "model.num_heads": 4, "model.ffn_multiple": 64,
                 "train.steps": 350, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,

@@ -67,20 +67,8 @@ PRESETS: dict[str, dict[str, Any]] = {
               "model.hidden": 32, "model.num_heads": 2, "model.ffn_multiple": 32,
               "train.steps": 4, "train.batch_size": 16, "train.lr": 1e-3, "train.lr_warmup_steps": 1,
               "train.weight_decay": 0.1, "train.segments": 2, "train.eval_batch_size": 32},
-    # The cpu study's preset (issue 11): 6×6 mazes whose shortest path exceeds the scaled "hard"
-    # threshold (default_min_path), test split plus 8×8 for size extrapolation (question 4). Every
-    # model gets HRM's outer loop (2 deep-supervision segments, ACT for models with a Q head) at the
-    # same budget (400 optimiser steps × 64). Measured (two runs at a time, one thread each): at 600
-    # steps the transformer reached 32% exact in 61 s and HRM 15% in 159 s; at h=128 the transformer
-    # needed 90 s for 400 steps (25%), so h=64, and 400 steps for the slowest models. In the study
-    # (seed 0, training seconds): transformer 33, HRM 125, looped 176, TRM 183 — with evaluation
-    # and diagnostics TRM's run is just over 3 minutes; Mamba took 265–273 s on its old PyTorch scan
-    # (163 s alone on 2 cores on its compiled CPU kernels). On a 2-core Intel Xeon, alone on 2 cores,
-    # the looped transformer took 186 s in one measurement (0.42 s per step + 20 s) and 160 s in a
-    # later one (2026-12-01; TRM 147 s): these shared machines drift by 15–40%, so the slowest models
-    # sit at the 3-minute line there. 400 steps kept: ≈ 340 would give the slowest measurement a
-    # margin but cost the task's accuracy (23% at best) and a rerun of 30 runs. The old 8×8 / h=128 /
-    # 600-step preset took HRM 7.4 min for 3–6% exact.
+    # The cpu study's preset: 6×6 hard mazes, HRM's outer loop (2 segments, ACT) for every model, the
+    # budget set by the slowest models. How it was calibrated: docs/presets.md.
     "cpu": {"task.grid": 6, "task.train_size": 2000, "task.test_size": 256, "task.eval_grids": [8],
             "model.hidden": 64, "model.num_heads": 4, "model.ffn_multiple": 32,
             "train.steps": 400, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,

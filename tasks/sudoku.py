@@ -98,19 +98,8 @@ PRESETS: dict[str, dict[str, Any]] = {
               "model.hidden": 32, "model.num_heads": 2, "model.ffn_multiple": 32,
               "train.steps": 4, "train.batch_size": 16, "train.lr": 1e-3, "train.lr_warmup_steps": 1,
               "train.weight_decay": 0.1, "train.segments": 2, "train.eval_batch_size": 32},
-    # The cpu study's preset (issue 11): NOT Sudoku-Extreme. Rating-0 puzzles (propagation alone
-    # solves them) filled with solution digits until 6 blanks remain (task.blanks), 1000 puzzles × 8
-    # symmetric variants. Measured (two runs at a time, one thread each): on minimal rating-0 puzzles
-    # (≈ 55 blanks) the transformer stayed at 0 exact (blank-cell accuracy 0.20, chance 0.11); with 10
-    # blanks, 600 steps (128 s), still 0 exact — 94% token accuracy, i.e. about half the blanks right.
-    # 6 blanks keep a run short enough to repeat. Budget: the slowest models set it. One-core
-    # training seconds in the study at 270 steps: transformer 57, HRM ≈ 95, unrolled ≈ 127, DEQ ≈ 140,
-    # TRM ≈ 237 (its 16 prefix positions make seq 97), looped ≈ 272. Alone on 2 cores on a 2-core
-    # Intel Xeon (2026-12-01; the AMD EPYC machine of the first study runs these ≈ 1.4× faster), at
-    # 270 steps: TRM 239 s (0.81 s per step + 19 s of data, evaluation and diagnostics), looped 227 s
-    # (0.76 + 21), Mamba 161 s on its compiled CPU kernels (408 s before them). So 170 steps: TRM
-    # ≈ 157 s, looped ≈ 151 s on that machine. Exact accuracy stayed at 0–4% at 270 steps (3 seeds):
-    # Sudoku at this scale is the finding, and real Sudoku-Extreme needs the paper preset on GPUs.
+    # The cpu study's preset: NOT Sudoku-Extreme (rating-0 puzzles with 6 blanks), a protocol check at
+    # CPU scale; the budget is set by the slowest models. How it was calibrated: docs/presets.md.
     "cpu": {"task.train_size": 1000, "task.test_size": 256, "task.min_rating": 0, "task.max_rating": 0,
             "task.blanks": 6, "task.augmentations": 7, "task.rating_bands": "",
             "model.hidden": 64, "model.num_heads": 4, "model.ffn_multiple": 32,
