@@ -17,6 +17,7 @@ import os
 import platform
 import resource
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,29 +66,42 @@ def _corrections() -> dict[Any, Callable]:
     return {op: flop_counter.shape_wrapper(formula) for op, formula in formulas.items()}
 
 
-class _FlopCounter(TorchDispatchMode):
-    """Adds up the registered FLOP formula of every op dispatched inside it (totals only)."""
+@functools.lru_cache(maxsize=2)
+def _flop_counter_class(dynamo_loaded: bool) -> type:
+    """The counting mode. torch wraps a mode's handler in dynamo's `disable` — importing torch._dynamo,
+    seconds on 2 cores — unless the mode's `_should_skip_dynamo()` is False. That wrapper only matters
+    when compiled code runs under the mode, which needs dynamo loaded already; so the class is made
+    at first use, with the wrapper exactly when dynamo is there."""
 
-    def __init__(self):
-        super().__init__()
-        # read at entry: custom ops register their formulas when their module is imported
-        self.formulas = {**flop_counter.flop_registry, **_corrections()}
-        self.total = 0
+    class FlopCounter(TorchDispatchMode):
+        """Adds up the registered FLOP formula of every op dispatched inside it (totals only)."""
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        formula = self.formulas.get(func._overloadpacket)
-        if formula is not None:
-            self.total += formula(*args, **kwargs, out_val=out)
-        return out
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            return dynamo_loaded
+
+        def __init__(self):
+            super().__init__()
+            # read at entry: custom ops register their formulas when their module is imported
+            self.formulas = {**flop_counter.flop_registry, **_corrections()}
+            self.total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = self.formulas.get(func._overloadpacket)
+            if formula is not None:
+                self.total += formula(*args, **kwargs, out_val=out)
+            return out
+
+    return FlopCounter
 
 
 @contextmanager
 def count_flops() -> Iterator[dict[str, int]]:
     """`with count_flops() as result: ...` → result['flops'] after the block."""
     result: dict[str, int] = {}
-    counter = _FlopCounter()
+    counter = _flop_counter_class("torch._dynamo" in sys.modules)()
     try:
         with counter:
             yield result

@@ -50,6 +50,7 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         self._problems: dict[str, str] = {}
         self._loaded = False
+        self._static_cache: dict[str, tuple[str, str]] | None = None
 
     def register(self, name: str, config: type, description: str,
                  presets: dict[str, dict[str, Any]] | None = None) -> Callable[[type], type]:
@@ -94,6 +95,11 @@ class Registry:
         return sorted(self._entries)
 
     def get(self, name: str) -> Entry:
+        static = self._static()
+        if name not in self._entries and static is not None and name in static:
+            importlib.import_module(static[name][1])    # only the module that registers it
+        if name in self._entries:
+            return self._entries[name]
         self._load()
         if name in self._entries:
             return self._entries[name]
@@ -105,13 +111,20 @@ class Registry:
         """(name, description) of every entry. Without plugins, read from the built-in modules' source
         (their `@register_…("name", …, description="…")` calls), so listing imports neither the modules
         nor torch; with plugins, or a registration that is not literal, the modules are imported."""
-        if not self._loaded and not entry_points(group=self.group):
-            static = self._literal_registrations()
-            if static is not None:
-                return sorted(static.items())
+        static = self._static()
+        if static is not None:
+            return sorted((name, description) for name, (description, _) in static.items())
         return [(name, self.get(name).description) for name in self.names()]
 
-    def _literal_registrations(self) -> dict[str, str] | None:
+    def _static(self) -> dict[str, tuple[str, str]] | None:
+        """{name: (description, module)} from the source, while nothing is imported and no plugin exists."""
+        if self._loaded or entry_points(group=self.group):
+            return None
+        if self._static_cache is None:
+            self._static_cache = self._literal_registrations()
+        return self._static_cache
+
+    def _literal_registrations(self) -> dict[str, tuple[str, str]] | None:
         package = importlib.import_module(self.package)
         found: dict[str, str] = {}
         for module in pkgutil.iter_modules(package.__path__):
@@ -126,7 +139,7 @@ class Registry:
                     name, description = (node.args or [None])[0], keywords.get("description")
                     if not (isinstance(name, ast.Constant) and isinstance(description, ast.Constant)):
                         return None
-                    found[name.value] = description.value
+                    found[name.value] = (description.value, f"{self.package}.{module.name}")
         return found
 
     def problems(self) -> list[str]:

@@ -200,7 +200,8 @@ def test_the_static_catalogue_is_what_the_modules_register():
 
     for registry in (MODELS, TASKS):
         static = registry._literal_registrations()
-        assert static == {name: registry.get(name).description for name in registry.names()}
+        assert static == {name: (registry.get(name).description, registry.get(name).origin)
+                          for name in registry.names()}
 
 
 def test_bench_list_and_help_import_no_torch():
