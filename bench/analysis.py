@@ -1,7 +1,8 @@
 """Measurement depth recorded by every run: test-time compute, fixed points, ACT behaviour.
 
 After training, `run_diagnostics` evaluates the first evaluation split's first
-`train.diagnostics_examples` examples (0 turns diagnostics off) and returns summary["diagnostics"]:
+`train.diagnostics_examples` examples (0 turns diagnostics off) and returns summary["diagnostics"]
+(`test_time_compute_by_split` repeats the test-time curves on every evaluation split):
 
     test_time_compute[knob] = {"trained": T, "points": [{x, exact_accuracy, token_accuracy,
                                                          flops_per_example}, ...]}
@@ -205,11 +206,16 @@ def inner_curve(trainer: Trainer, task, data: TaskData, points: list[int]) -> tu
     base = trainer.eval_model()
     key = base.test_time_compute_key
     segments = trainer.config.eval_segments or trainer.config.segments
-    curve, fixed_point = [], None
+    curve, fixed_point, skipped = [], None, {}
+    runnable = []
     for point in points:
-        model = with_config(base, **{key: point})
+        try:
+            runnable.append((point, with_config(base, **{key: point})))
+        except ValueError as error:   # e.g. a feed-forward control cannot run more iterations than it has
+            skipped[str(point)] = str(error)
+    for point, model in runnable:
         probe = _probe(trainer, model, len(data))
-        if point == max(points):
+        if point == runnable[-1][0]:
             result, trace = _traced_evaluate(probe, data, halting="fixed")
             if trace:
                 fixed_point = {"at": point, "segments": segments, "residuals": trace}
@@ -218,7 +224,8 @@ def inner_curve(trainer: Trainer, task, data: TaskData, points: list[int]) -> tu
         score = _accuracy(task, data, result.predictions)
         curve.append({"x": point, "exact_accuracy": score["exact_accuracy"], "token_accuracy": score["token_accuracy"],
                       "flops_per_example": probe.inference_flops_per_example(data)})
-    return {"trained": trained_inner_value(base), "points": curve}, fixed_point
+    return {"trained": trained_inner_value(base), "points": curve, **({"skipped": skipped} if skipped else {})}, \
+        fixed_point
 
 
 def act_behaviour(trainer: Trainer, task, data: TaskData) -> dict[str, Any] | None:
@@ -245,8 +252,14 @@ def act_behaviour(trainer: Trainer, task, data: TaskData) -> dict[str, Any] | No
     }
 
 
-def run_diagnostics(trainer: Trainer, task, data: TaskData) -> dict[str, Any] | None:
+def run_diagnostics(trainer: Trainer, task, data: TaskData,
+                    splits: dict[str, TaskData] | None = None) -> dict[str, Any] | None:
     """Everything above for one run; None when train.diagnostics_examples = 0.
+
+    `data` is the first evaluation split (fixed points and ACT are measured there). `splits` (name →
+    data, the first split included) adds `test_time_compute_by_split[name][knob]`: the test-time
+    curves on every split, each on its first `train.diagnostics_examples` examples, so more iterations
+    can be judged *out of distribution* (longer inputs, larger grids) too.
 
     A failure here is reported (stderr and summary["diagnostics"]["error"]) rather than raised: the
     trained run's main numbers are already measured and must not be lost to a diagnostic."""
@@ -268,6 +281,14 @@ def run_diagnostics(trainer: Trainer, task, data: TaskData) -> dict[str, Any] | 
             out["test_time_compute"][name] = curve
             if fixed_point:
                 out["fixed_point"][name] = fixed_point
+        if splits and knobs:
+            first = next(iter(splits))
+            out["test_time_compute_by_split"] = {first: out["test_time_compute"]}
+            for split, split_data in list(splits.items())[1:]:
+                split_data = subset(split_data, config.diagnostics_examples)
+                out["test_time_compute_by_split"][split] = {
+                    name: measure(trainer, task, split_data, curve_points(trained, config.test_time_points))[0]
+                    for name, measure, trained in knobs}
         act = act_behaviour(trainer, task, data)
         if act is not None:
             out["act"] = act

@@ -57,6 +57,7 @@ class TrainConfig:
     eval_every: int = 0               # optimiser steps between evaluations; 0 = only at the end
     eval_batch_size: int = 256
     ema: float = 0.0                  # EMA decay of weights (TRM: 0.999); evaluation uses the EMA copy
+    progressive_alpha: float = 0.0    # progressive loss weight α (Bansal et al. 2022); 0 = plain training
     checkpoint_every: int = 0         # optimiser steps between checkpoints; 0 = every 10% of the run
     log_every: int = 10               # steps between training-curve points
     precision: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
@@ -85,6 +86,10 @@ class TrainConfig:
             raise ConfigError("train.halt_exploration_prob must be in [0, 1]")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError("train.ema must be in [0, 1)")
+        if not 0.0 <= self.progressive_alpha <= 1.0:
+            raise ConfigError(f"train.progressive_alpha must be in [0, 1], got {self.progressive_alpha}")
+        if self.progressive_alpha > 0 and self.segments != 1:
+            raise ConfigError("train.progressive_alpha > 0 needs train.segments=1 (it varies the model's own iterations)")
         if self.lr <= 0 or self.puzzle_emb_lr < 0:
             raise ConfigError("train.lr must be > 0 and train.puzzle_emb_lr >= 0")
 

@@ -39,7 +39,8 @@ MODES = ("params", "flops", "none")
 TOLERANCE = 0.02
 WIDTH = "hidden"
 # fine knobs for when no width is within tolerance: (field, low, high, integer?, fixed other fields)
-FINE_KNOBS = (("expansion", 0.25, 16.0, False, {"ffn_multiple": 1}), ("state_size", 1, 256, True, {}))
+FINE_KNOBS = (("expansion", 0.25, 16.0, False, {"ffn_multiple": 1}), ("state_size", 1, 256, True, {}),
+              ("head_width", 1, 4096, True, {}))
 
 
 def sizing_spec(run: RunConfig):
@@ -106,7 +107,8 @@ def _measure(mode: str, model_name: str, spec, train) -> Callable[[Any], int]:
 
 
 def _width_step(config) -> int:
-    return 2 * getattr(config, "num_heads", 1)
+    """Widths move in steps that keep the head dimension whole and even; models without heads by 1."""
+    return 2 * config.num_heads if hasattr(config, "num_heads") else 1
 
 
 def search(config, measure: Callable[[Any], int], target: int, tolerance: float = TOLERANCE):

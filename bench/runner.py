@@ -57,6 +57,9 @@ def build(run: RunConfig):
         model = create_model(run.model_name, task.spec, **vars(run.model))
     except (TypeError, ValueError, ArithmeticError) as error:  # e.g. model.hidden=0 divides by zero
         raise ConfigError(f"model config: {error} (check the model.* values)") from None
+    if run.train.progressive_alpha > 0 and model.progressive_iterations_key is None:
+        raise ConfigError(f"train.progressive_alpha > 0: model {run.model_name!r} has no iteration count to vary "
+                          "(models with one: dtnet, looped)")
     return task, model
 
 
@@ -238,7 +241,7 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
     # --- measurement depth (bench/analysis.py): memory is read before the diagnostic passes, whose
     # batches differ from training's; MFU against the device's peak (bench/measure.py).
     memory = peak_memory_bytes(run.device)
-    diagnostics = run_diagnostics(trainer, task, eval_data[first_split])
+    diagnostics = run_diagnostics(trainer, task, eval_data[first_split], splits=eval_data)
     throughput = metrics[first_split]["examples_per_second"]
     mfu = model_flops_utilisation(run.device, trainer.flops_per_step * trainer.step / max(trainer.train_seconds, 1e-9)
                                   if trainer.flops_per_step else None,

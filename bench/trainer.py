@@ -170,12 +170,17 @@ class Trainer:
         refilled = self._refill(data)
         lr = self._set_learning_rates()
         batch = self.batch
-        with self._autocast():
-            carry, outputs = self.model(self.carry, batch)
-        self.steps_in_carry = self.steps_in_carry + 1
-        logits = outputs["logits"]
         labels = batch["labels"]
-        lm_loss = sequence_mean_loss(self.loss_fn(logits, labels, spec.ignore_label), labels, spec.ignore_label)
+        alpha = config.progressive_alpha
+        with self._autocast():
+            # progressive loss at alpha = 1 needs no full-depth pass (DeepThinking's recipe skips it too)
+            carry, outputs = self.model(self.carry, batch) if alpha < 1 else (self.carry, {})
+            progressive = self._progressive_logits(batch) if alpha > 0 else None
+        self.steps_in_carry = self.steps_in_carry + 1
+        logits = outputs["logits"] if "logits" in outputs else progressive
+        lm_loss = self._sequence_loss(logits, labels) if alpha < 1 else 0.0
+        if progressive is not None:
+            lm_loss = (1 - alpha) * lm_loss + alpha * self._sequence_loss(progressive, labels)
         loss = lm_loss
         means: dict[str, torch.Tensor] = {}  # per-rank means, averaged over ranks below
         with torch.no_grad():
@@ -231,6 +236,24 @@ class Trainer:
         self.step += 1
         metrics.update(lr=lr, mean_segments=halted_segments / halted_rows if halted_rows else float("nan"))
         return metrics
+
+    def _sequence_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        ignore = self.spec.ignore_label
+        return sequence_mean_loss(self.loss_fn(logits, labels, ignore), labels, ignore)
+
+    def _progressive_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Bansal et al.'s incremental progress training: n ~ U{0..m−1} iterations without gradient
+        from the start state, then k ~ U{1..m−n} with gradient from that (detached) state."""
+        model = self.model
+        most = getattr(model.config, model.progressive_iterations_key)
+        n = int(torch.randint(0, most, ()))
+        k = int(torch.randint(1, most - n + 1, ()))
+        if n == 0:
+            state = model.start_state(batch)
+        else:
+            with torch.no_grad():
+                state = model.iterate(model.start_state(batch), batch, n).detach()
+        return model.readout(model.iterate(state, batch, k, first=n), batch)
 
     # ---------------------------------------------------------------- training loop
     def fit(self, data: TaskData, seed: int, on_step: Callable[["Trainer", dict[str, float]], None] | None = None) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from models.registry import register_model
 from models.transformer import Transformer
 
@@ -43,17 +45,29 @@ class Looped(Transformer):
     """The transformer's embedding, block stack and head (and zero carry); the stack is looped."""
 
     test_time_compute_key = "eval_loops"
+    progressive_iterations_key = "loops"
     reference_defaults = {"num_layers": lambda hrm: hrm.low_layers}
 
     @property
     def num_loops(self) -> int:
         return self.config.loops if self.training else (self.config.eval_loops or self.config.loops)
 
-    def forward(self, carry, batch):
+    # the recurrence, in the pieces progressive loss needs (models/protocol.py)
+    def start_state(self, batch) -> torch.Tensor:
+        return self.initial_carry(batch)["z"]
+
+    def iterate(self, z: torch.Tensor, batch, count: int, first: int = 0) -> torch.Tensor:
         x, rotary = self.embedding(batch)
-        z = carry["z"].to(x.dtype)
-        for _ in range(self.num_loops):
+        z = z.to(x.dtype)
+        for _ in range(count):
             new = self.blocks(z, injection=x, rotary=rotary)
             self.trace_residual("z", new, z)
             z = new
-        return {"z": z}, {"logits": self.head(z)}
+        return z
+
+    def readout(self, z: torch.Tensor, batch) -> torch.Tensor:
+        return self.head(z)
+
+    def forward(self, carry, batch):
+        z = self.iterate(carry["z"], batch, self.num_loops)
+        return {"z": z}, {"logits": self.readout(z, batch)}

@@ -20,6 +20,9 @@ Everything else the trainer, the sizing step and the diagnostics need is declare
     reference_defaults         {field: f(HRM's resolved model config)} defaults taken from HRM
     full_budget                config changes that make the model spend its whole iteration budget
     presets                    {preset: {dotted key: value}} the model's own preset values
+    progressive_iterations_key config field of the iteration count that progressive loss varies; such a
+                               model implements start_state(batch), iterate(state, batch, count) and
+                               readout(state, batch) (logits)
 """
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ class SegmentModel(nn.Module):
     full_budget: ClassVar[dict[str, object]] = {}
     presets: ClassVar[dict[str, dict[str, object]]] = {}
     logged_outputs: ClassVar[tuple[str, ...]] = ()
+    progressive_iterations_key: ClassVar[str | None] = None
 
     def __init__(self, config, spec: TaskSpec):
         super().__init__()

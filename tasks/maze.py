@@ -104,7 +104,7 @@ class MazeTask(Task):
         self.width = max([config.grid, *config.eval_grids])  # the geometry every split shares
         self.canvas = bool(config.eval_grids) and config.eval_layout == "canvas"
         side = self.width if self.canvas else config.grid
-        self.spec = TaskSpec(vocab_size=VOCAB_SIZE, seq_len=side * side, max_len=self.width * self.width)
+        self.spec = TaskSpec(vocab_size=VOCAB_SIZE, seq_len=side * side, max_len=self.width * self.width, grid=True)
 
     def eval_splits(self) -> list[str]:
         return ["test"] + [f"test_grid_{n}" for n in self.config.eval_grids]

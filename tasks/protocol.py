@@ -38,6 +38,7 @@ class TaskSpec:
     # False in a sizing spec whose puzzle-id count needs the data (ARC's augmentation plan): the
     # table's rows are then a placeholder. Puzzle tables are counted apart, so sizing never needs them.
     puzzle_ids_known: bool = True
+    grid: bool = False  # every sequence is a row-major square grid (side √length): 2-D models may use it
 
     @property
     def max_seq_len(self) -> int:

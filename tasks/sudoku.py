@@ -134,7 +134,7 @@ class SudokuTask(Task):
         if not 0.0 <= config.max_shared <= 1.0:
             raise ValueError("task.max_shared must be in [0, 1]")
         self.bands = {band_name(b): b for b in parse_bands(config.rating_bands)}
-        self.spec = TaskSpec(vocab_size=VOCAB_SIZE, seq_len=81)
+        self.spec = TaskSpec(vocab_size=VOCAB_SIZE, seq_len=81, grid=True)
 
     def eval_splits(self) -> list[str]:
         return ["test", *self.bands]
