@@ -12,7 +12,7 @@ from bench.runner import build, execute
 from bench.trainer import Trainer
 from models.dtnet import DTNet, DTNetConfig
 from tasks.prefix_sums import ONE, ZERO, PrefixSumsConfig, PrefixSumsTask
-from tasks.protocol import TaskData, TaskSpec
+from tasks.protocol import TaskSpec
 
 
 def small_task(**changes) -> PrefixSumsTask:
