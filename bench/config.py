@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.registry import get_model_entry
-from tasks.registry import PRESETS, RegistryError, get_task_entry
+from tasks.registry import OMITTED_AT_DEFAULT, PRESETS, RegistryError, added_later, get_task_entry
 
 SECTIONS = ("model", "task", "train")
 # The model baselines take their reference defaults from and are sized to (bench/matching.py).
@@ -57,7 +57,7 @@ class TrainConfig:
     eval_every: int = 0               # optimiser steps between evaluations; 0 = only at the end
     eval_batch_size: int = 256
     ema: float = 0.0                  # EMA decay of weights (TRM: 0.999); evaluation uses the EMA copy
-    progressive_alpha: float = 0.0    # progressive loss weight α (Bansal et al. 2022); 0 = plain training
+    progressive_alpha: float = added_later(0.0)   # progressive loss weight α (Bansal et al. 2022); 0 = plain
     checkpoint_every: int = 0         # optimiser steps between checkpoints; 0 = every 10% of the run
     log_every: int = 10               # steps between training-curve points
     precision: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
@@ -121,8 +121,15 @@ class RunConfig:
                 **({"extra": self.extra} if self.extra else {})}
 
     def config_hash(self) -> str:
-        """Identity of a run: everything that changes its numbers (not where it is written)."""
-        payload = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """Identity of a run: everything that changes its numbers (not where it is written); fields
+        `added_later` count only when they differ from their default."""
+        identity = self.to_dict()
+        for section in SECTIONS:
+            config = getattr(self, section)
+            for item in dataclasses.fields(config):
+                if item.metadata.get(OMITTED_AT_DEFAULT) and getattr(config, item.name) == item.default:
+                    del identity[section][item.name]
+        payload = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

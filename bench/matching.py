@@ -107,8 +107,8 @@ def _measure(mode: str, model_name: str, spec, train) -> Callable[[Any], int]:
 
 
 def _width_step(config) -> int:
-    """Widths move in steps that keep the head dimension whole and even; models without heads by 1."""
-    return 2 * config.num_heads if hasattr(config, "num_heads") else 1
+    """Widths move in steps of 2·num_heads (a whole, even head dimension; 2 for models without heads)."""
+    return 2 * getattr(config, "num_heads", 1)
 
 
 def search(config, measure: Callable[[Any], int], target: int, tolerance: float = TOLERANCE):

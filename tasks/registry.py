@@ -26,6 +26,16 @@ from typing import Any, Callable
 PRESETS = ("smoke", "cpu", "paper")
 
 
+OMITTED_AT_DEFAULT = "omitted_from_the_hash_at_its_default"
+
+
+def added_later(default: Any) -> Any:
+    """A config field added after runs were recorded with the code that did not have it. At its default
+    (which must reproduce the old behaviour) it is left out of the run's identity, the config hash, so
+    those runs keep their hash (`--resume`, sweeps skipping finished runs); set otherwise, it counts."""
+    return field(default=default, metadata={OMITTED_AT_DEFAULT: True})
+
+
 class RegistryError(LookupError):
     """An unknown name, or a plugin that cannot be loaded: one line for the user."""
 
