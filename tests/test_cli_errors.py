@@ -79,7 +79,7 @@ SET_CASES = [
     ("grid-out-of-range", "task.grid=100", "task.grid must be in 4..64"),
     ("train-size-zero", "task.train_size=0", "must be >= 1"),
     ("heads-not-dividing", "model.num_heads=3", "divisible by num_heads"),
-    ("hidden-zero", "model.hidden=0", "check the model.* values"),
+    ("hidden-zero", "model.hidden=0", "model.hidden must be >= 1, got 0"),
 ]
 
 
