@@ -29,6 +29,10 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+class Interrupted(Exception):
+    """Ctrl-C: main() prints the message (how to resume, when there is something to resume) and exits 130."""
+
+
 def _common_run_options(function):
     function = click.option("--match", default="params", show_default=True,
                             help="size the model to HRM for this task/preset: params | flops | none")(function)
@@ -40,7 +44,7 @@ def _common_run_options(function):
     return function
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 def cli() -> None:
     """recurrent-bench: does recurrence buy reasoning, or is it depth, data and the outer loop?"""
 
@@ -56,10 +60,15 @@ def cli() -> None:
               help="run N seeds one after another: --seed, --seed+1, … (the report averages them)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run(model_name, task_name, preset, overrides, match, seed, device, out, resume, seeds, quiet):
-    """Train and evaluate MODEL on TASK; write results/<run_id>/summary.json."""
+    """Train and evaluate MODEL on TASK; record the run.
+
+    Writes results/<run_id>/summary.json. The run checkpoints every train.checkpoint_every optimiser steps (0, the default: every 10% of the
+    run) to results/<run_id>/checkpoint.safetensors. An interrupted run (Ctrl-C, kill, power loss)
+    keeps its summary at "running" and its last checkpoint: the same command with --resume continues
+    it and reaches the numbers of an uninterrupted run."""
     from bench.distributed import current_world, shutdown
     from bench.matching import match as sized
-    from bench.runner import execute, resolve_device
+    from bench.runner import RunInterrupted, execute, resolve_device
 
     if seeds > 1 and resume is not None:
         raise ConfigError("--resume continues one run; use it without --seeds")
@@ -70,7 +79,12 @@ def run(model_name, task_name, preset, overrides, match, seed, device, out, resu
         for run_seed in range(seed, seed + seeds):
             config = sized(resolve(model_name, task_name, preset, overrides, seed=run_seed,
                                    device=resolve_device(device)), match)
-            summary = execute(config, out, resume=resume, progress=not quiet, world=world)
+            try:
+                summary = execute(config, out, resume=resume, progress=not quiet, world=world)
+            except RunInterrupted as stopped:
+                if stopped.run_dir is None:
+                    raise Interrupted("interrupted before the first checkpoint; nothing to resume") from None
+                raise Interrupted(f"interrupted; resume with: {_resume_command(run_seed, stopped.run_dir)}") from None
             if not world.is_main:
                 continue
             if summary["status"] == "diverged":
@@ -82,6 +96,26 @@ def run(model_name, task_name, preset, overrides, match, seed, device, out, resu
         shutdown()
     if diverged:
         sys.exit(3)
+
+
+def _resume_command(run_seed: int, run_dir: Path) -> str:
+    """This command line (as main() received it) for one seed, with --resume RUN_DIR."""
+    import shlex
+
+    context = click.get_current_context()
+    argv = list((context.find_root().obj or {}).get("argv") or sys.argv[1:])
+    kept, skip = [], False
+    for index, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ("--seed", "--seeds", "--resume"):
+            has_value = "=" in arg or name != "--resume" or (index + 1 < len(argv) and not argv[index + 1].startswith("-"))
+            skip = has_value and "=" not in arg
+            continue
+        kept.append(arg)
+    return shlex.join(["python", "-m", "bench", *kept, "--seed", str(run_seed), "--resume", str(run_dir)])
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -128,7 +162,9 @@ def _describe_match(match: dict) -> str:
 @click.option("--cpus-per-run", default=1.0, show_default=True, type=float, help="CPUs each Ray task holds")
 @click.option("--gpus-per-run", default=None, type=float, help="GPUs each Ray task holds [1 if CUDA is available]")
 def sweep(models, tasks, seeds, preset, overrides, out, address, backend, match, retries, cpus_per_run, gpus_per_run):
-    """Run every MODEL × TASK × seed (skipping finished runs); Ray when installed."""
+    """Run every MODEL × TASK × seed, skipping finished runs.
+
+    Runs on Ray when it is installed, else one after another."""
     from bench.sweep import sweep as run_sweep
     from models.registry import model_names
     from tasks.registry import task_names
@@ -167,9 +203,10 @@ def list_command():
 @_common_run_options
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def info(model_name, task_name, preset, overrides, match, as_json):
-    """Resolve and size the config and count the model (no data, no training): params, FLOPs, shapes.
+    """Params and FLOPs of the sized model; no data, no training.
 
-    The model is built on the meta device (shapes only), so this is quick at any preset."""
+    Resolves and sizes the config and builds the model on the meta device (shapes only), so this is
+    quick at any preset: params, FLOPs, shapes."""
     import dataclasses
 
     from bench.matching import build, inference_flops, match as sized, sizing_spec
@@ -217,7 +254,9 @@ def info(model_name, task_name, preset, overrides, match, as_json):
 @click.option("--show", default=0, type=int, help="render N examples")
 @click.option("--json", "as_json", is_flag=True, help="print the statistics as one JSON object")
 def data(task_name, preset, split, overrides, stats, show, as_json):
-    """Build (or load from cache) a task's dataset; print statistics or render examples."""
+    """Build or load a task's dataset; statistics or examples.
+
+    Data comes from the cache (RECURRENT_BENCH_CACHE) when this config built it before."""
     from tasks.registry import create_task
 
     if show < 0:
@@ -239,6 +278,10 @@ def data(task_name, preset, split, overrides, stats, show, as_json):
     elif stats or not show:
         for key, value in figures.items():
             click.echo(f"{key:<22} {value}")
+    legend = getattr(task, "legend", "")
+    if show and legend:
+        click.echo(legend)
+        click.echo("")
     for index in range(min(show, len(dataset))):
         click.echo(task.render(dataset, index))
         click.echo("")
@@ -252,13 +295,14 @@ def data(task_name, preset, split, overrides, stats, show, as_json):
 @click.option("--notes", type=click.Path(dir_okay=False), default=None,
               help="a markdown file of study notes to put under the title (paragraphs and '- ' lists)")
 def report(results_dir, out, tasks, models, notes):
-    """Summarise every run under --results: reports/index.md, index.html and figures/."""
-    from bench.report import write_report
+    """Summarise the runs under --results as a report.
 
-    try:
-        notes_text = Path(notes).read_text() if notes else ""
-    except OSError as error:
-        raise ConfigError(f"--notes {notes}: {error.strerror or error}") from None
+    Writes index.md, index.html and figures/ under --out."""
+    from bench.report import check_filters, write_report
+    from tasks.files import read_text
+
+    notes_text = read_text(notes, "--notes file") if notes else ""
+    check_filters(Path(results_dir), tasks, models)
     path, warnings = write_report(Path(results_dir), Path(out), tasks=tasks, models=models, notes=notes_text)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -271,11 +315,17 @@ def report(results_dir, out, tasks, models, notes):
 @click.option("--task", "tasks", multiple=True, metavar="TASK", help="only these tasks (repeatable)")
 @click.option("--model", "models", multiple=True, metavar="MODEL", help="only these models (repeatable)")
 def compare(reference, candidate, tasks, models):
-    """Does CANDIDATE (a rerun) reproduce REFERENCE (e.g. results/cpu-study)? Exact accuracy per variant,
-    with Welch or prediction intervals; a report, exit 0 (see bench/compare.py)."""
+    """Does CANDIDATE (a rerun) reproduce REFERENCE?
+
+    REFERENCE is e.g. results/cpu-study. Exact accuracy per variant, with Welch or prediction
+    intervals; a report, exit 0 (see bench/compare.py). Unreadable summaries are skipped with a warning."""
     from bench.compare import compare_trees, render
 
-    comparisons, only_reference, only_candidate = compare_trees(Path(reference), Path(candidate), tasks, models)
+    warnings: list[str] = []
+    comparisons, only_reference, only_candidate = compare_trees(Path(reference), Path(candidate), tasks, models,
+                                                                warnings=warnings)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     if not comparisons:
         raise ResultsError(f"no variant has finished runs in both {reference} and {candidate}")
     for line in render(comparisons, only_reference, only_candidate):
@@ -297,7 +347,9 @@ def _names(text: str, known: list[str], kind: str) -> list[str]:
 @click.option("--tasks", default="all", show_default=True, help="comma-separated task names")
 @click.option("--update-floors", is_flag=True, help="measure and store new floors (bench/check_floors.json)")
 def check(models, tasks, update_floors):
-    """Accuracy regression: tiny deterministic runs must stay above the stored floors."""
+    """Accuracy regression: tiny runs stay above stored floors.
+
+    The runs are deterministic; the floors are in bench/check_floors.json."""
     from bench.check import run_check
     from models.registry import model_names
     from tasks.registry import task_names
@@ -316,11 +368,19 @@ def check(models, tasks, update_floors):
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line and exit 2 for every user error, never a traceback."""
     try:
-        result = cli.main(args=argv, prog_name="python -m bench", standalone_mode=False)
+        args = list(sys.argv[1:] if argv is None else argv)
+        result = cli.main(args=args, prog_name="python -m bench", standalone_mode=False, obj={"argv": args})
         return result if isinstance(result, int) else 0
     except click.exceptions.Exit as done:
         return done.exit_code
-    except click.exceptions.Abort:
+    except Interrupted as stopped:
+        click.echo(str(stopped), err=True)
+        return 130
+    except click.exceptions.Abort as abort:
+        # standalone_mode=False turns Ctrl-C (KeyboardInterrupt) into Abort; its cause tells them apart
+        if isinstance(abort.__cause__ or abort.__context__, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            return 130
         click.echo("aborted", err=True)
         return 1
     except click.UsageError as error:

@@ -63,15 +63,18 @@ def _accuracy_by_seed(variant: Variant) -> dict[int, float]:
             if isinstance(run.get("exact_accuracy"), (int, float))}
 
 
-def compare_trees(reference: Path, candidate: Path, tasks: Iterable[str] = (), models: Iterable[str] = ()
-                  ) -> tuple[list[Comparison], list[str], list[str]]:
-    """(comparisons, labels only in the reference, labels only in the candidate)."""
+def compare_trees(reference: Path, candidate: Path, tasks: Iterable[str] = (), models: Iterable[str] = (),
+                  warnings: list[str] | None = None) -> tuple[list[Comparison], list[str], list[str]]:
+    """(comparisons, labels only in the reference, labels only in the candidate). `warnings`, when
+    given, receives the lines `bench report` prints for the summaries it skips (corrupt, unfinished…)."""
     for root in (reference, candidate):
         if not Path(root).is_dir():
             raise ResultsError(f"{root}: no such results directory")
     tasks, models = tuple(tasks), tuple(models)
-    reference_variants, _ = load_runs(Path(reference), tasks, models)
-    candidate_variants, _ = load_runs(Path(candidate), tasks, models)
+    reference_variants, reference_warnings = load_runs(Path(reference), tasks, models)
+    candidate_variants, candidate_warnings = load_runs(Path(candidate), tasks, models)
+    if warnings is not None:
+        warnings.extend(reference_warnings + candidate_warnings)
     key = lambda v: (v.task, v.model, v.preset, v.key)  # noqa: E731
     candidates = {key(v): v for v in candidate_variants}
     comparisons, only_reference = [], []

@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,17 @@ from tasks.registry import OMITTED_AT_DEFAULT, PRESETS, RegistryError, added_lat
 SECTIONS = ("model", "task", "train")
 # The model baselines take their reference defaults from and are sized to (bench/matching.py).
 REFERENCE_MODEL = "hrm"
+
+# Upper bounds on counts that would otherwise make a run that never ends or cannot be held in memory.
+TRAIN_LIMITS = {"steps": 10**9, "max_examples": 10**12, "batch_size": 2**20, "eval_batch_size": 2**20,
+                "segments": 1024, "eval_segments": 1024, "test_time_points": 1024,
+                "diagnostics_examples": 10**6}
+# task.*_size fields count examples of one split (held in memory); task.augmentations multiplies them.
+MAX_SPLIT_EXAMPLES = 10**7
+MAX_AUGMENTATIONS = 10**5
+# Model fields that are sizes or counts of layers/iterations: each must be >= 1 (eval_* ones: 0 = as trained).
+SIZE_FIELD = re.compile(r"(hidden|heads|layers|cycles|loops|expansion|expand|multiple|size|width|updates|"
+                        r"iter|steps)$")
 
 
 class ConfigError(ValueError):
@@ -73,6 +86,10 @@ class TrainConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"train.{key}={getattr(self, key)!r} is not one of: {', '.join(allowed)}")
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"train.{item.name} must be a finite number, got {value}")
         positive = ("steps", "batch_size", "segments", "eval_batch_size", "log_every")
         for key in positive:
             if getattr(self, key) < 1 and not (key == "steps" and self.max_examples > 0):
@@ -82,16 +99,29 @@ class TrainConfig:
         for key in ("diagnostics_examples", "max_examples", "eval_segments", "eval_every", "checkpoint_every", "lr_warmup_steps"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
+        for key, limit in TRAIN_LIMITS.items():
+            values = getattr(self, key)
+            for value in values if isinstance(values, tuple) else (values,):
+                if value > limit:
+                    raise ConfigError(f"train.{key}={value} is above the limit of {limit:,}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"train.seed must be in 0 .. 2**63-1, got {self.seed}")
         if not 0.0 <= self.halt_exploration_prob <= 1.0:
             raise ConfigError("train.halt_exploration_prob must be in [0, 1]")
-        if not 0.0 <= self.ema < 1.0:
-            raise ConfigError("train.ema must be in [0, 1)")
+        for key in ("ema", "beta1", "beta2"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"train.{key} must be in [0, 1), got {getattr(self, key)}")
+        if not 0.0 <= self.lr_min_ratio <= 1.0:
+            raise ConfigError(f"train.lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
         if not 0.0 <= self.progressive_alpha <= 1.0:
             raise ConfigError(f"train.progressive_alpha must be in [0, 1], got {self.progressive_alpha}")
         if self.progressive_alpha > 0 and self.segments != 1:
             raise ConfigError("train.progressive_alpha > 0 needs train.segments=1 (it varies the model's own iterations)")
         if self.lr <= 0 or self.puzzle_emb_lr < 0:
             raise ConfigError("train.lr must be > 0 and train.puzzle_emb_lr >= 0")
+        for key in ("weight_decay", "puzzle_emb_weight_decay", "grad_clip", "q_loss_weight"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
 
     @property
     def total_steps(self) -> int:
@@ -156,7 +186,10 @@ def parse_value(text: str, kind: Any, key: str) -> Any:
                 return False
             raise ValueError
         if kind is int:
-            number = float(text)
+            try:
+                return int(text.strip())   # exact, however large (the range checks come later)
+            except ValueError:
+                number = float(text)       # 1e3 and 1000.0 are integers too
             if not number.is_integer():
                 raise ValueError
             return int(number)
@@ -230,7 +263,52 @@ def resolve(model_name: str, task_name: str, preset: str = "cpu", overrides: lis
         task_config = task_entry.config(**values["task"])
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from None
+    check_model_numbers(model_config)
+    check_task_sizes(task_config)
     return RunConfig(model_name, task_name, preset, model_config, task_config, train, device, overrides=overrides)
+
+
+def check_model_numbers(config: Any) -> None:
+    """Every number of a model config is finite and not negative; sizes and counts (SIZE_FIELD) are >= 1."""
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"model.{item.name} must be a finite number, got {value}")
+        if SIZE_FIELD.search(item.name) and not item.name.startswith("eval_"):
+            if (value < 1) if isinstance(value, int) else (value <= 0):
+                raise ConfigError(f"model.{item.name} must be {'>= 1' if isinstance(value, int) else '> 0'}, "
+                                  f"got {value}")
+        elif value < 0:
+            raise ConfigError(f"model.{item.name} must be >= 0, got {value}")
+
+
+def check_task_sizes(config: Any) -> None:
+    """Example counts a split holds in memory stay below MAX_SPLIT_EXAMPLES (augmented copies included)."""
+    copies = 1 + max(0, getattr(config, "augmentations", 0) or 0)
+    if copies - 1 > MAX_AUGMENTATIONS:
+        raise ConfigError(f"task.augmentations={copies - 1} is above the limit of {MAX_AUGMENTATIONS:,}")
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if item.name.endswith("_size") and isinstance(value, int) and not isinstance(value, bool):
+            examples = value * (copies if item.name == "train_size" else 1)
+            if examples > MAX_SPLIT_EXAMPLES:
+                shown = f"{value:,}" + (f" × {copies:,} augmented copies" if examples != value else "")
+                raise ConfigError(f"task.{item.name}={value}: {shown} examples is above the limit of "
+                                  f"{MAX_SPLIT_EXAMPLES:,} per split (the data is held in memory)")
+
+
+def check_device(run: RunConfig) -> None:
+    """What the config allows but the run's device cannot do; checked before a run directory is made."""
+    if getattr(run.model, "attention_backend", None) == "xformers":
+        if run.device != "cuda":
+            raise ConfigError(f"model.attention_backend=xformers needs CUDA (this run is on {run.device}); "
+                              "use model.attention_backend=sdpa")
+        import importlib.util
+
+        if importlib.util.find_spec("xformers") is None:
+            raise ConfigError("model.attention_backend=xformers needs the `cuda` extra (pip install '.[cuda]')")
 
 
 def non_model_overrides(overrides) -> list[str]:

@@ -40,7 +40,7 @@ TOLERANCE = 0.02
 WIDTH = "hidden"
 # fine knobs for when no width is within tolerance: (field, low, high, integer?, fixed other fields)
 FINE_KNOBS = (("expansion", 0.25, 16.0, False, {"ffn_multiple": 1}), ("state_size", 1, 256, True, {}),
-              ("head_width", 1, 4096, True, {}))
+              ("head_channels", 1, 4096, True, {}))
 
 
 def sizing_spec(run: RunConfig):

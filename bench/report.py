@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from bench.results import atomic_write_bytes, ensure_writable, iter_summaries
+from bench.results import ResultsError, atomic_write_bytes, ensure_writable, iter_summaries
 from bench.stats import difference_interval, mean_interval
 
 CI_NOTE = ("± is the half-width of a 95% Student-t confidence interval over seeds (n = seeds); "
@@ -139,6 +139,27 @@ class Variant:
             if value is not None:
                 out.append(value)
         return out
+
+
+def check_filters(results: Path, tasks: Iterable[str] = (), models: Iterable[str] = ()) -> None:
+    """ResultsError when --results is not a directory, or a --task/--model filter names nothing in it
+    (a report of nothing would look like a report of no runs)."""
+    results = Path(results)
+    if not results.exists():
+        raise ResultsError(f"{results}: no such results directory")
+    if not results.is_dir():
+        raise ResultsError(f"{results}: not a directory (give the folder that holds the runs)")
+    found: dict[str, set[str]] = {"task": set(), "model": set()}
+    for _, summary, _ in iter_summaries(results):
+        if summary:
+            for kind in found:
+                found[kind].add(str(summary.get(kind)))
+    for kind, names in (("task", tasks), ("model", models)):
+        unknown = sorted(set(names) - found[kind])
+        if unknown:
+            there = ", ".join(sorted(found[kind])) or "none"
+            raise ResultsError(f"--{kind} {', '.join(unknown)}: no runs of that {kind} under {results} "
+                               f"({kind}s there: {there})")
 
 
 def load_runs(results: Path, tasks: Iterable[str] = (), models: Iterable[str] = ()) -> tuple[list[Variant], list[str]]:

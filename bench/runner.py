@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.config import ConfigError, RunConfig
+from bench.config import ConfigError, RunConfig, check_device
 from bench.analysis import run_diagnostics
 from bench.distributed import World, current_world
 from bench.measure import environment, model_flops_utilisation, peak_memory_bytes, reset_peak_memory
@@ -28,6 +28,15 @@ SCHEMA_VERSION = 1
 
 class StopRequested(Exception):
     """Raised by a test hook to simulate a crash after a checkpoint."""
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C during training. run_dir: the run left "running" with its checkpoint, to --resume; None
+    when it was stopped before its first checkpoint (its folder is removed: there is nothing to resume)."""
+
+    def __init__(self, run_dir: Path | None):
+        super().__init__(f"interrupted: {run_dir}" if run_dir else "interrupted before the first checkpoint")
+        self.run_dir = run_dir
 
 
 def seed_everything(seed: int) -> None:
@@ -176,6 +185,7 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
     rank 0 writes.
     """
     out = Path(out)
+    check_device(run)   # before any folder is made: e.g. xformers attention on a CPU run
     world = world or current_world(run.device)
     config_hash = run.config_hash()
     # rank 0 checks --out and --resume and picks the run directory; every rank gets it, or the same error
@@ -232,7 +242,20 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
                        finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        train={"steps": trainer.step, "curve": trainer.curve})
         write(summary_path, summary)
+        if world.is_main:   # a diverged run is final: nothing to resume
+            (run_dir / CHECKPOINT).unlink(missing_ok=True)
         return summary
+    except KeyboardInterrupt:
+        # the summary stays "running" and the last checkpoint (written whole or not at all) stays: --resume
+        if not (run_dir / CHECKPOINT).exists():
+            if world.is_main and resuming is None:
+                summary_path.unlink(missing_ok=True)
+                try:
+                    run_dir.rmdir()
+                except OSError:
+                    pass
+            raise RunInterrupted(None) from None
+        raise RunInterrupted(run_dir) from None
 
     metrics = evaluate_splits(trainer, task, eval_data, run_dir)
     curves = extrapolation_curves(task, metrics)

@@ -34,14 +34,14 @@ class DTNetConfig:
     eval_iterations: int = 0      # at test time; 0 = iterations
     recall: bool = True           # re-inject the input every iteration
     tied: bool = True             # False: the feed-forward control, one stack per iteration
-    head_width: int = 0           # the head's middle conv; 0 = hidden // 2 (the reference). Parameter
+    head_channels: int = 0           # the head's middle conv; 0 = hidden // 2 (the reference). Parameter
                                   # matching sets it when no width alone lands within the tolerance
 
     def __post_init__(self):
         if min(self.hidden, self.blocks, self.iterations) < 1 or self.eval_iterations < 0:
             raise ValueError("model.hidden, model.blocks and model.iterations must be >= 1, model.eval_iterations >= 0")
-        if self.hidden < 2 or self.head_width < 0:
-            raise ValueError("model.hidden must be >= 2 (the head halves it) and model.head_width >= 0")
+        if self.hidden < 2 or self.head_channels < 0:
+            raise ValueError("model.hidden must be >= 2 (the head halves it) and model.head_channels >= 0")
         if not self.tied and self.eval_iterations > self.iterations:
             raise ValueError(f"the untied (feed-forward) DT-net has {self.iterations} stacks and cannot run "
                              f"model.eval_iterations={self.eval_iterations}")
@@ -72,7 +72,7 @@ class DTNet(SegmentModel):
         stacks = 1 if config.tied else config.iterations
         self.stacks = nn.ModuleList(nn.Sequential(*(BasicBlock(width, conv) for _ in range(config.blocks)))
                                     for _ in range(stacks))
-        middle = config.head_width or width // 2
+        middle = config.head_channels or width // 2
         self.head = nn.Sequential(conv(width, width, 3, padding=1, bias=False), nn.ReLU(),
                                   conv(width, middle, 3, padding=1, bias=False), nn.ReLU(),
                                   conv(middle, vocab, 3, padding=1, bias=False))

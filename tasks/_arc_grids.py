@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.files import read_text
 from tasks.protocol import DataError
 
 PAD, EOS, COLOUR_OFFSET = 0, 1, 2
@@ -154,8 +155,8 @@ def load_directory(path: str) -> list[ArcPuzzle]:
     puzzles = []
     for file in files:
         try:
-            data = json.loads(file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            data = json.loads(read_text(file, "ARC task file"))
+        except json.JSONDecodeError as error:
             raise DataError(f"{file}: malformed JSON ({error})") from None
         puzzles.append(parse_task(data, file.relative_to(root).with_suffix("").as_posix(), path, str(file)))
     return puzzles

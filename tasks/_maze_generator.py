@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
+import io
 
 import numba
 import numpy as np
 
+from tasks.files import read_text
 from tasks.protocol import DataError
 
 CHARSET = "# SGo"  # wall, open, start, goal, path → tokens 1..5 (0 = PAD)
@@ -193,11 +194,9 @@ def decode(tokens) -> str:
 
 def load_csv(path: str, grid: int) -> dict[str, np.ndarray]:
     """Reference format: header `source,question,answer,rating`, grid² characters of `# SGo`."""
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"maze data file not found: {path}")
+    text = read_text(path, "maze data file")
     questions, answers, ratings = [], [], []
-    with open(file, newline="") as handle:
+    with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
 from tasks import _sudoku_solver as core
+from tasks.files import read_text
 from tasks.protocol import DataError
 
 
@@ -290,13 +291,11 @@ def _parse_grid(text: str, path: str, line: int, what: str, blanks: str) -> np.n
 def load(path: str) -> dict[str, np.ndarray]:
     """Reference CSV (`source,question,answer,rating`) or one 81-char puzzle per line (`#` comments).
 
-    Plain-format answers come from our solver (first solution); every puzzle must have one.
+    Plain-format answers come from our solver; every puzzle must have exactly one solution.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"sudoku data file not found: {path}")
+    text = read_text(path, "sudoku data file")
     questions, answers, lines, source_ratings = [], [], [], []
-    with open(file, newline="") as handle:
+    with io.StringIO(text, newline="") as handle:
         first = handle.readline()
         handle.seek(0)
         if first.startswith("source,"):
@@ -329,6 +328,8 @@ def load(path: str) -> dict[str, np.ndarray]:
     solved = solve(question_array)
     for i in np.flatnonzero(solved["counts"] == 0):
         raise DataError(f"{path}:{lines[i]}: puzzle has no solution")
+    for i in np.flatnonzero(solved["counts"] > 1):   # solve() counts up to 2 solutions
+        raise DataError(f"{path}:{lines[i]}: puzzle has several solutions (a Sudoku must have exactly one)")
     if answers:
         answer_array = np.stack(answers)
         bad = ~valid_solutions(question_array, answer_array)

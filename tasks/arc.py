@@ -155,7 +155,7 @@ class ArcTask(Task):
 
     @property
     def sizing_spec(self) -> TaskSpec:
-        return TaskSpec(vocab_size=VOCAB_SIZE, seq_len=self.config.canvas ** 2, puzzle_ids_known=False)
+        return TaskSpec(vocab_size=VOCAB_SIZE, seq_len=self.config.canvas ** 2, puzzle_ids_known=False, grid=True)
 
     # ---------------------------------------------------------------- sources, guards, variants
     @property

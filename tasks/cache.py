@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from tasks.files import DataError
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("RECURRENT_BENCH_CACHE", Path.home() / ".cache" / "recurrent-bench"))
@@ -64,10 +66,28 @@ def cached_arrays(task, split: str, make: Callable[[], dict[str, np.ndarray]]) -
                 return {key: archive[key] for key in archive.files}
         except Exception:  # a corrupt cache entry is rebuilt, never trusted
             path.unlink(missing_ok=True)
+    _writable(path.parent)   # before generating: a bad cache setting fails fast
     arrays = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise _cache_error(error) from None
     return arrays
+
+
+def _cache_error(error: OSError) -> DataError:
+    return DataError(f"data cache {cache_dir()} (RECURRENT_BENCH_CACHE) is not writable: {error.strerror or error}")
+
+
+def _writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise _cache_error(error) from None

@@ -86,6 +86,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 @register_task("maze", config=MazeConfig, presets=PRESETS,
                description="Maze-Hard: shortest path in random-wall grids (HRM 30×30 recipe, any grid size)")
 class MazeTask(Task):
+    legend = "legend: '#' wall, ' ' open, 'S' start, 'G' goal, 'o' path (answer: the shortest path from S to G)"
+
     def __init__(self, config: MazeConfig):
         super().__init__(config)
         if not 4 <= config.grid <= 64:

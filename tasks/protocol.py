@@ -74,6 +74,7 @@ class Task:
     """Base class; subclasses set `spec` in __init__ (or as a property) and implement build/score/render."""
 
     registry_name: str = ""   # set by @register_task
+    legend: str = ""          # what the characters of `render` mean; `bench data --show` prints it once
 
     def __init__(self, config):
         self.config = config

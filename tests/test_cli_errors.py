@@ -79,7 +79,7 @@ SET_CASES = [
     ("grid-out-of-range", "task.grid=100", "task.grid must be in 4..64"),
     ("train-size-zero", "task.train_size=0", "must be >= 1"),
     ("heads-not-dividing", "model.num_heads=3", "divisible by num_heads"),
-    ("hidden-zero", "model.hidden=0", "check the model.* values"),
+    ("hidden-zero", "model.hidden=0", "model.hidden must be >= 1, got 0"),
 ]
 
 
@@ -155,3 +155,94 @@ def test_exit_status_seen_by_the_shell(tmp_path):
     assert completed.returncode == 2
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown key 'train.nope'"), completed.stderr
+
+
+# ---- issue 22: inputs the config accepted but the code could not, files that are not what they claim,
+# commands that succeed at nothing. Exit 2 exactly, and no run folder left at "running".
+PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
+
+
+def _write(tmp: Path, name: str, data: bytes) -> str:
+    (tmp / name).write_bytes(data)
+    return str(tmp / name)
+
+
+def _arc_dir_with_json_folder(tmp: Path) -> str:
+    (tmp / "arc" / "task.json").mkdir(parents=True)
+    return str(tmp / "arc")
+
+
+SUDOKU = ["--model", "transformer", "--task", "sudoku", "--preset", "smoke", "--device", "cpu", "--quiet"]
+ARC = ["--model", "transformer", "--task", "arc", "--preset", "smoke", "--device", "cpu", "--quiet"]
+
+# (case id, argv builder(tmp), environment to set, text the error line must contain)
+STRICT_CASES = [
+    ("seed-beyond-63-bits", lambda t: ["run", *SMOKE, "--seed", str(2**64)], {}, "train.seed must be in 0 .. 2**63-1"),
+    ("seed-negative", lambda t: ["run", *SMOKE, "--seed", "-1"], {}, "train.seed must be in"),
+    ("xformers-on-cpu", lambda t: ["run", *SMOKE, "--set", "model.attention_backend=xformers"], {}, "needs CUDA"),
+    ("train-size-too-large", lambda t: ["run", *SMOKE, "--set", "task.train_size=1000000000000"], {},
+     "above the limit of 10,000,000 per split"),
+    ("augmentations-too-large", lambda t: ["run", *SUDOKU, "--set", "task.augmentations=100000",
+                                           "--set", "task.train_size=1000"], {}, "above the limit of 10,000,000"),
+    ("eval-segments-too-large", lambda t: ["run", *SMOKE, "--set", "train.eval_segments=100000000"], {},
+     "train.eval_segments=100000000 is above the limit of 1,024"),
+    ("batch-size-too-large", lambda t: ["run", *SMOKE, "--set", "train.batch_size=100000000"], {},
+     "train.batch_size=100000000 is above the limit of 1,048,576"),
+    ("lr-nan", lambda t: ["run", *SMOKE, "--set", "train.lr=nan"], {}, "train.lr must be a finite number, got nan"),
+    ("lr-inf", lambda t: ["run", *SMOKE, "--set", "train.lr=inf"], {}, "train.lr must be a finite number, got inf"),
+    ("beta2-negative", lambda t: ["run", *SMOKE, "--set", "train.beta2=-3"], {}, "train.beta2 must be in [0, 1)"),
+    ("weight-decay-negative", lambda t: ["run", *SMOKE, "--set", "train.weight_decay=-1"], {},
+     "train.weight_decay must be >= 0"),
+    ("hidden-negative", lambda t: ["run", *SMOKE, "--set", "model.hidden=-32"], {}, "model.hidden must be >= 1, got -32"),
+    ("expansion-negative", lambda t: ["run", *SMOKE, "--set", "model.expansion=-1"], {},
+     "model.expansion must be > 0, got -1.0"),
+    ("layers-zero-info", lambda t: ["info", *SMOKE[:6], "--set", "model.num_layers=0"], {}, "model.num_layers must be >= 1"),
+    ("sudoku-binary-file", lambda t: ["run", *SUDOKU, "--set", f"task.path={_write(t, 'p.txt', bytes(range(256)))}"],
+     {}, "p.txt:1: the sudoku data file is a binary file"),
+    ("sudoku-latin1-file", lambda t: ["run", *SUDOKU, "--set",
+                                      f"task.path={_write(t, 'p.txt', b'# grille r' + chr(233).encode('latin-1') + b'solue' + bytes([10]) + PUZZLE.encode())}"],
+     {}, "p.txt:1: the sudoku data file is not UTF-8 text"),
+    ("sudoku-several-solutions", lambda t: ["run", *SUDOKU, "--set",
+                                            f"task.path={_write(t, 'p.txt', b'# two solutions' + bytes([10]) + b'.' * 81)}"],
+     {}, "p.txt:2: puzzle has several solutions"),
+    ("maze-binary-csv", lambda t: ["run", *SMOKE, "--set", f"task.path={_write(t, 'm.csv', bytes([0, 159, 146, 150]))}"],
+     {}, "m.csv:1: the maze data file is a binary file"),
+    ("maze-path-is-directory", lambda t: ["run", *SMOKE, "--set", f"task.path={t}"], {}, "is a directory, not a file"),
+    ("arc-directory-named-json", lambda t: ["run", *ARC, "--set", f"task.path={_arc_dir_with_json_folder(t)}"], {},
+     "task.json: the ARC task file is a directory"),
+    ("cache-is-a-file", lambda t: ["run", *SMOKE], {"RECURRENT_BENCH_CACHE": "{tmp}/cache-file"},
+     "(RECURRENT_BENCH_CACHE) is not writable"),
+    ("cache-below-a-file", lambda t: ["data", "--task", "maze", "--preset", "smoke"],
+     {"RECURRENT_BENCH_CACHE": "{tmp}/cache-file/below"}, "(RECURRENT_BENCH_CACHE) is not writable"),
+    ("notes-binary", lambda t: ["report", "--results", str(t), "--out", str(t / "r"),
+                                "--notes", _write(t, "notes.md", bytes([0, 1, 2]))], {}, "the --notes file is a binary file"),
+    ("notes-missing", lambda t: ["report", "--results", str(t), "--out", str(t / "r"), "--notes", f"{t}/none.md"], {},
+     "--notes file not found"),
+    ("report-missing-results", lambda t: ["report", "--results", f"{t}/nowhere", "--out", str(t / "r")], {},
+     "no such results directory"),
+    ("report-results-is-a-file", lambda t: ["report", "--results", _write(t, "f.json", b"{}"), "--out", str(t / "r")],
+     {}, "not a directory"),
+    ("report-unknown-task", lambda t: ["report", "--results", str(t), "--out", str(t / "r"), "--task", "nope"], {},
+     "--task nope: no runs of that task"),
+    ("report-unknown-model", lambda t: ["report", "--results", str(t), "--out", str(t / "r"), "--model", "nope"], {},
+     "--model nope: no runs of that model"),
+]
+
+
+@pytest.mark.parametrize("build_argv, environment, expected", [c[1:] for c in STRICT_CASES],
+                         ids=[c[0] for c in STRICT_CASES])
+def test_bad_input_exits_2_and_leaves_no_running_run(build_argv, environment, expected, tmp_path, capsys,
+                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cache-file").write_bytes(b"")
+    monkeypatch.setenv("RECURRENT_BENCH_CACHE", str(tmp_path / "cache"))
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value.format(tmp=tmp_path))
+    code = main(build_argv(tmp_path))
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], captured.err
+    assert "Traceback" not in captured.err + captured.out
+    for summary in tmp_path.rglob("summary.json"):
+        assert json.loads(summary.read_text())["status"] != "running", summary

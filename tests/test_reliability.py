@@ -90,9 +90,11 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_nan_loss_is_recorded_as_diverged_with_its_step(tmp_path):
-    config = prepare("transformer", "maze", "smoke", ["train.lr=1e30", "train.steps=6", "train.optimizer=adamw"])
+    config = prepare("transformer", "maze", "smoke", ["train.lr=1e30", "train.steps=6", "train.optimizer=adamw",
+                                                      "train.checkpoint_every=1"])
     summary = execute(config, tmp_path, progress=False)
     assert summary["status"] == "diverged"
+    assert not (tmp_path / summary["run_id"] / "checkpoint.safetensors").exists()   # nothing to resume
     on_disk = read_summary(tmp_path / summary["run_id"] / "summary.json")
     assert on_disk["status"] == "diverged"
     # step 1 took the absurd update; the loss of step 2 is the first non-finite one
