@@ -62,6 +62,12 @@ class BasicBlock(nn.Module):
 class DTNet(SegmentModel):
     test_time_compute_key = "eval_iterations"
     progressive_iterations_key = "iterations"
+    # one trainer segment: a segment is a whole pass from the input, nothing is carried. DeepThinking's
+    # prefix-sum recipe trains on progressive loss alone (α = 1); its maze recipe used α = 0.01
+    # (`--set train.progressive_alpha=0.01`)
+    presets = {"smoke": {"train.segments": 1},
+               "cpu": {"train.segments": 1, "train.progressive_alpha": 1.0},
+               "paper": {"train.segments": 1, "train.progressive_alpha": 1.0}}
 
     def __init__(self, config: DTNetConfig, spec):
         super().__init__(config, spec)

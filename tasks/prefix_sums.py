@@ -69,7 +69,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 16-bit strings, tested at 2×, 4×, 8× and 16× the length; DT-net's recipe (Adam 1e-3, batch 100)
     "cpu": {"task.train_length": 16, "task.eval_lengths": (32, 64, 128, 256), "task.train_size": 10000,
             "task.test_size": 1000, "model.hidden": 32, "model.num_heads": 2, "model.ffn_multiple": 32,
-            "train.steps": 3000, "train.batch_size": 100, "train.optimizer": "adamw", "train.lr": 1e-3,
+            "train.steps": 1200, "train.batch_size": 100, "train.optimizer": "adamw", "train.lr": 1e-3,
             "train.lr_warmup_steps": 100, "train.lr_schedule": "cosine", "train.lr_min_ratio": 0.1,
             "train.weight_decay": 2e-4, "train.loss": "softmax", "train.segments": 1, "train.grad_clip": 1.0,
             "train.eval_batch_size": 250, "train.diagnostics_examples": 256},
