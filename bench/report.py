@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import pandas as pd
 
 from bench.results import ResultsError, atomic_write_bytes, ensure_writable, iter_summaries
@@ -393,6 +394,29 @@ def _test_time_findings(variant: Variant) -> list[str]:
                      f"the trained {_join(trained_values)} changes exact accuracy by {interval.mean:+.1f} points "
                      f"({spread}){verdict}.")
     return lines
+
+
+def test_time_by_split_table(variants: list[Variant]) -> pd.DataFrame | None:
+    """Exact accuracy (mean over seeds) at each test-time setting on every evaluation split: the
+    DeepThinking table — does running longer help *out of distribution*?"""
+    rows = []
+    for variant in variants:
+        per_split: dict[tuple[str, str], dict[float, list[float]]] = {}
+        for run in variant.complete:
+            by_split = (run.get("diagnostics") or {}).get("test_time_compute_by_split") or {}
+            for split, knobs in by_split.items() if isinstance(by_split, dict) else ():
+                for knob, curve in (knobs or {}).items():
+                    for point in (curve or {}).get("points") or []:
+                        x, accuracy = _number(point.get("x")), _number(point.get("exact_accuracy"))
+                        if x is not None and accuracy is not None:
+                            per_split.setdefault((split, knob), {}).setdefault(x, []).append(100 * accuracy)
+        for (split, knob), points in per_split.items():
+            row = {"task": variant.task, "variant": variant.label, "split": split, "knob": knob}
+            for x in sorted(points):
+                values = points[x]
+                row[f"{x:g}"] = f"{np.mean(values):.1f}" + (f" (n={len(values)})" if len(values) > 1 else "")
+            rows.append(row)
+    return pd.DataFrame(rows).fillna("") if rows else None
 
 
 def _join(values: set[float]) -> str:
@@ -1100,6 +1124,13 @@ def write_report(results: Path, out: Path, tasks: Iterable[str] = (), models: It
                          "eval throughput is examples per second; MFU is achieved FLOP/s over the device peak "
                          "(CPU: a large fp32 matmul measured in the same process; CUDA: the bf16 datasheet peak)."),
                    ("table", main_table(variants))]
+        by_split = test_time_by_split_table(variants)
+        if by_split is not None:
+            blocks += [("h2", "Test-time compute on every split"),
+                       ("p", "Exact accuracy (%) when the trained model runs with the setting in each column (its "
+                             "inner iterations or outer segments), on the first `train.diagnostics_examples` examples "
+                             "of every evaluation split; mean over seeds (n when more than one)."),
+                       ("table", by_split)]
         try:
             blocks += question_blocks(variants)
         except Exception as error:  # noqa: BLE001 — odd data must not stop the report

@@ -125,3 +125,17 @@ def test_a_run_records_test_time_curves_on_every_split(model_name, tmp_path, mon
         assert [point["x"] for point in curves[key]["points"]] == [1, 2, 4]
     longer, shorter = (by_split[s][key]["points"][0]["flops_per_example"] for s in ("test_length_20", "test"))
     assert longer > shorter                                   # measured on that split's own examples
+
+
+def test_the_report_tabulates_test_time_compute_on_every_split(tmp_path, monkeypatch):
+    from bench.report import load_runs, test_time_by_split_table
+
+    monkeypatch.setenv("RECURRENT_BENCH_CACHE", str(tmp_path / "cache"))
+    summary = execute(prepare("dtnet", "prefix_sums", "smoke", ["train.test_time_points=1,3"]), tmp_path / "runs",
+                      progress=False)
+    variants, _ = load_runs(tmp_path / "runs")
+    table = test_time_by_split_table(variants)
+    assert list(table["split"]) == ["test", "test_length_20"]
+    for _, row in table.iterrows():
+        points = summary["diagnostics"]["test_time_compute_by_split"][row["split"]]["model.eval_iterations"]["points"]
+        assert [row["1"], row["3"]] == [f"{100 * p['exact_accuracy']:.1f}" for p in points]
