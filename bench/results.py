@@ -9,13 +9,12 @@ a half-written summary. Run ids carry a timestamp and random suffix: two runs ne
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from tasks.files import atomic_write_bytes, atomic_write_json  # noqa: F401  (the store writes through these)
+from tasks.files import atomic_write_bytes, atomic_write_json, make_writable_folder  # noqa: F401  (writes go through these)
 
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.safetensors"
@@ -33,10 +32,7 @@ def new_run_id(task: str, model: str, preset: str, seed: int, config_hash: str) 
 def ensure_writable(out: Path) -> Path:
     out = Path(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        make_writable_folder(out)
     except OSError as error:
         raise ResultsError(f"output directory {str(out)!r} is not writable: {error.strerror or error}") from None
     return out

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from tasks.files import DataError
+from tasks.files import DataError, make_writable_folder
 
 
 def cache_dir() -> Path:
@@ -85,9 +85,6 @@ def _cache_error(error: OSError) -> DataError:
 
 def _writable(folder: Path) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        make_writable_folder(folder)
     except OSError as error:
         raise _cache_error(error) from None

@@ -80,3 +80,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, (json.dumps(json_safe(payload), indent=2, sort_keys=False) + "\n").encode())
+
+
+def make_writable_folder(folder: Path) -> None:
+    """Create `folder` and prove it takes a file (raises OSError otherwise)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
