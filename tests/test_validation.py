@@ -4,7 +4,6 @@ guards against reporting on nothing."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import sys
