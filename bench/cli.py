@@ -6,7 +6,10 @@ one line `error: …` on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -23,6 +26,33 @@ PRESET_HELP = {
     "paper": "the published configuration; for GPUs",
 }
 USER_ERRORS = (ConfigError, ResultsError, DataError)
+
+
+# OpenMP's idle worker threads sleep instead of spinning (docs/threads.md: spinning threads halve the
+# speed of a 2-thread run when another process holds a core). OpenMP reads this once, when torch
+# loads, so it is set here, before anything imports torch; a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+log = logging.getLogger("recurrent_bench")
+
+
+class _StderrHandler(logging.Handler):
+    """Status lines on the stderr click has now (tests swap it per invocation)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def _stderr_is_a_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def _show_status(quiet: bool) -> None:
+    """Say what the run is doing before its progress bar (sizing, building, generating data), on a
+    terminal: piped or logged stderr keeps the contract of one `error:` line for bad input."""
+    if not any(isinstance(handler, _StderrHandler) for handler in log.handlers):
+        log.addHandler(_StderrHandler())
+        log.propagate = False
+    log.setLevel(logging.WARNING if quiet or not _stderr_is_a_terminal() else logging.INFO)
 
 
 class UserError(click.ClickException):
@@ -59,19 +89,23 @@ def cli() -> None:
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1),
               help="run N seeds one after another: --seed, --seed+1, … (the report averages them)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def run(model_name, task_name, preset, overrides, match, seed, device, out, resume, seeds, quiet):
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads, the same as --set train.threads=N (default 1: docs/threads.md)")
+def run(model_name, task_name, preset, overrides, match, seed, device, out, resume, seeds, quiet, threads):
     """Train and evaluate MODEL on TASK; record the run.
 
     Writes results/<run_id>/summary.json. The run checkpoints every train.checkpoint_every optimiser steps (0, the default: every 10% of the
     run) to results/<run_id>/checkpoint.safetensors. An interrupted run (Ctrl-C, kill, power loss)
     keeps its summary at "running" and its last checkpoint: the same command with --resume continues
     it and reaches the numbers of an uninterrupted run."""
+    if seeds > 1 and resume is not None:
+        raise ConfigError("--resume continues one run; use it without --seeds")
+    overrides = _with_threads(overrides, threads)
+    _show_status(quiet)
     from bench.distributed import current_world, shutdown
     from bench.matching import match as sized
     from bench.runner import RunInterrupted, execute, resolve_device
 
-    if seeds > 1 and resume is not None:
-        raise ConfigError("--resume continues one run; use it without --seeds")
     diverged = False
     # under torchrun: one rank of a data-parallel run (bench/distributed.py); only rank 0 reports
     world = current_world(resolve_device(device))
@@ -96,6 +130,11 @@ def run(model_name, task_name, preset, overrides, match, seed, device, out, resu
         shutdown()
     if diverged:
         sys.exit(3)
+
+
+def _with_threads(overrides: tuple[str, ...], threads: int | None) -> tuple[str, ...]:
+    """--threads N is train.threads=N, given last so that it wins over a --set of the same key."""
+    return tuple(overrides) + ((f"train.threads={threads}",) if threads is not None else ())
 
 
 def _resume_command(run_seed: int, run_dir: Path) -> str:
@@ -125,18 +164,43 @@ def _print_summary(summary: dict, out: Path) -> None:
     if (summary.get("match") or {}).get("target") or (summary.get("match") or {}).get("skipped"):
         click.echo(f"match      {_describe_match(summary['match'])}")
     for split, metrics in summary["metrics"].items():
+        constant = metrics.get("constant_answer")
+        floor = (f"   constant answer: exact {constant['exact_accuracy']:.4f}  token {constant['token_accuracy']:.4f}"
+                 if constant else "")
         click.echo(f"{split:<10} exact {metrics['exact_accuracy']:.4f}  token {metrics['token_accuracy']:.4f}"
-                   f"  segments {metrics['mean_segments_used']:.2f}")
+                   f"  segments {metrics['mean_segments_used']:.2f}{floor}")
     for axis, points in summary.get("curves", {}).items():
-        reach = ", ".join(f"≥{float(k.split('_')[1]):.0%} up to {'—' if v is None else f'{v:g}'}"
-                          for k, v in summary["curve_reach"][axis].items())
-        click.echo(f"curve      {axis}: " + " ".join(f"{p['x']:g}:{p['exact_accuracy']:.2f}" for p in points)
-                   + f"  ({reach})")
+        click.echo(f"curve      exact accuracy by {axis}: "
+                   + ", ".join(f"{p['x']:g} → {p['exact_accuracy']:.2f}" for p in points)
+                   + f" ({_describe_reach(axis, summary['curve_reach'][axis])})")
     click.echo(f"train      {train['steps']} steps, {train['seconds']:.1f} s, {train['flops_total']:.3e} FLOPs "
                f"({train['flops_per_second'] / 1e9:.1f} GFLOP/s)")
     click.echo(f"inference  {inference['flops_per_example']:.3e} FLOPs/example, "
                f"{inference['examples_per_second']:.1f} examples/s")
     click.echo(f"written    {out / summary['run_id'] / 'summary.json'}")
+    click.echo(_legend(summary["config"]["train"]))
+
+
+def _describe_reach(axis: str, reach: dict) -> str:
+    """"≥ 99% up to length 24; never ≥ 50%" from curve_reach (every point up to x reaches the level)."""
+    parts = []
+    for key, x in reach.items():
+        level = f"{float(key.split('_')[1]):.0%}"
+        parts.append(f"never ≥ {level}" if x is None else f"≥ {level} up to {axis} {x:g}")
+    return "; ".join(parts)
+
+
+def _legend(train: dict) -> str:
+    trained = train["segments"]
+    halting = "the learned halting may stop earlier" if train.get("eval_halting") == "learned" else "all are run"
+    at_test = train.get("eval_segments") or trained
+    return textwrap.fill(
+        "exact: share of examples whose every output token is right (the headline number). token: share "
+        "of supervised tokens right. constant answer: the most frequent training label everywhere, what a "
+        "model that ignores its input scores (the floor to beat). segments: outer refinement passes per "
+        f"example at test time, each a full forward pass that refines the last answer (trained with "
+        f"{trained}, tested with up to {at_test}; {halting}). curve: exact accuracy on the splits of "
+        "growing size or difficulty.", width=100)
 
 
 def _describe_match(match: dict) -> str:
@@ -161,7 +225,10 @@ def _describe_match(match: dict) -> str:
 @click.option("--retries", default=2, show_default=True, type=int, help="extra attempts for a run that fails")
 @click.option("--cpus-per-run", default=1.0, show_default=True, type=float, help="CPUs each Ray task holds")
 @click.option("--gpus-per-run", default=None, type=float, help="GPUs each Ray task holds [1 if CUDA is available]")
-def sweep(models, tasks, seeds, preset, overrides, out, address, backend, match, retries, cpus_per_run, gpus_per_run):
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads per run, the same as --set train.threads=N (default 1)")
+def sweep(models, tasks, seeds, preset, overrides, out, address, backend, match, retries, cpus_per_run, gpus_per_run,
+          threads):
     """Run every MODEL × TASK × seed, skipping finished runs.
 
     Runs on Ray when it is installed, else one after another."""
@@ -171,7 +238,7 @@ def sweep(models, tasks, seeds, preset, overrides, out, address, backend, match,
 
     if cpus_per_run <= 0 or (gpus_per_run is not None and gpus_per_run < 0):
         raise ConfigError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
-    outcomes = run_sweep(_names(models, model_names(), "model"), _names(tasks, task_names(), "task"), seeds, preset, out, overrides, address=address,
+    outcomes = run_sweep(_names(models, model_names(), "model"), _names(tasks, task_names(), "task"), seeds, preset, out, _with_threads(overrides, threads), address=address,
                          backend=backend, retries=retries, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                          say=click.echo, match=match)
     failed = [o for o in outcomes if o.status == "failed"]
@@ -206,7 +273,25 @@ def info(model_name, task_name, preset, overrides, match, as_json):
     """Params and FLOPs of the sized model; no data, no training.
 
     Resolves and sizes the config and builds the model on the meta device (shapes only), so this is
-    quick at any preset: params, FLOPs, shapes."""
+    quick at any preset: params, FLOPs, shapes. The answer is kept in the cache folder, keyed by the
+    arguments and the suite's source, so asking again does not even import torch."""
+    from bench import memo
+    from models.registry import MODELS
+    from tasks.registry import TASKS
+
+    question = {"command": "info", "model": model_name, "task": task_name, "preset": preset,
+                "overrides": list(overrides), "match": match}
+    built_in = MODELS.built_in(model_name) and TASKS.built_in(task_name)
+    answer = memo.recall(question) if built_in else None
+    if answer is None:
+        answer = _info_answer(model_name, task_name, preset, overrides, match)
+        if built_in:
+            memo.remember(question, answer)
+    click.echo(json.dumps(answer["payload"], default=str) if as_json else answer["text"])
+
+
+def _info_answer(model_name, task_name, preset, overrides, match) -> dict:
+    """`bench info`'s JSON payload and its text."""
     import dataclasses
 
     from bench.matching import build, inference_flops, match as sized, sizing_spec
@@ -227,22 +312,20 @@ def info(model_name, task_name, preset, overrides, match, as_json):
                "segments": segments, "seq_len": spec.seq_len, "vocab_size": spec.vocab_size,
                "num_puzzle_ids": spec.num_puzzle_ids if spec.puzzle_ids_known else None,
                "config_hash": config.config_hash(), "config": config.to_dict()}
-    if as_json:
-        click.echo(json.dumps(payload, default=str))
-        return
-    click.echo(f"{model_name} on {task_name} ({preset})")
-    click.echo(f"  params            {payload['params']:,}")
+    lines = [f"{model_name} on {task_name} ({preset})", f"  params            {payload['params']:,}"]
     if payload["puzzle_emb_params"] is None:
-        click.echo("  puzzle-emb params counted once the data is built (the number of puzzle ids depends on it)")
+        lines.append("  puzzle-emb params counted once the data is built (the number of puzzle ids depends on it)")
     else:
-        click.echo(f"  puzzle-emb params {payload['puzzle_emb_params']:,}")
+        lines.append(f"  puzzle-emb params {payload['puzzle_emb_params']:,}")
     if (payload["match"] or {}).get("target") or (payload["match"] or {}).get("skipped"):
-        click.echo(f"  match             {_describe_match(payload['match'])}")
-    click.echo(f"  FLOPs/example     {payload['flops_per_example']:,} ({segments} segment(s), every iteration "
-               "of the model's budget)")
-    click.echo(f"  sequence length   {payload['seq_len']}, vocab {payload['vocab_size']}")
+        lines.append(f"  match             {_describe_match(payload['match'])}")
+    lines.append(f"  FLOPs/example     {payload['flops_per_example']:,} ({segments} segment(s), every iteration "
+                 "of the model's budget)")
+    lines.append(f"  sequence length   {payload['seq_len']}, vocab {payload['vocab_size']}")
     for section in ("model", "task", "train"):
-        click.echo(f"  {section}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(getattr(config, section)).items()))
+        lines.append(f"  {section}: " + ", ".join(f"{k}={v}" for k, v in
+                                                   dataclasses.asdict(getattr(config, section)).items()))
+    return {"payload": json.loads(json.dumps(payload, default=str)), "text": "\n".join(lines)}
 
 
 @cli.command()

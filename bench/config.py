@@ -31,7 +31,7 @@ REFERENCE_MODEL = "hrm"
 # Upper bounds on counts that would otherwise make a run that never ends or cannot be held in memory.
 TRAIN_LIMITS = {"steps": 10**9, "max_examples": 10**12, "batch_size": 2**20, "eval_batch_size": 2**20,
                 "segments": 1024, "eval_segments": 1024, "test_time_points": 1024,
-                "diagnostics_examples": 10**6}
+                "diagnostics_examples": 10**6, "threads": 1024}
 # task.*_size fields count examples of one split (held in memory); task.augmentations multiplies them.
 MAX_SPLIT_EXAMPLES = 10**7
 MAX_AUGMENTATIONS = 10**5
@@ -78,6 +78,8 @@ class TrainConfig:
     diagnostics_examples: int = 256   # evaluation examples the diagnostics use; 0 = no diagnostics
     test_time_points: tuple[int, ...] = ()   # test-time compute curve points; () = 1,2,4,… ≤ 4× trained
     seed: int = 0
+    # torch's CPU threads: the reduction order (so the bits) depends on it; default by measurement (docs/threads.md)
+    threads: int = added_later(1)
 
     def validate(self) -> None:
         choices = {"optimizer": ("adam_atan2", "adamw"), "lr_schedule": ("constant", "cosine"),
@@ -90,7 +92,7 @@ class TrainConfig:
             value = getattr(self, item.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"train.{item.name} must be a finite number, got {value}")
-        positive = ("steps", "batch_size", "segments", "eval_batch_size", "log_every")
+        positive = ("steps", "batch_size", "segments", "eval_batch_size", "log_every", "threads")
         for key in positive:
             if getattr(self, key) < 1 and not (key == "steps" and self.max_examples > 0):
                 raise ConfigError(f"train.{key} must be >= 1, got {getattr(self, key)}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 from typing import Any, Callable
 
 import torch
@@ -35,6 +36,7 @@ from bench.measure import flops_of
 from models.registry import get_model_entry
 from tasks.registry import create_task
 
+log = logging.getLogger("recurrent_bench")
 MODES = ("params", "flops", "none")
 TOLERANCE = 0.02
 WIDTH = "hidden"
@@ -207,6 +209,8 @@ def _sized(run: RunConfig, mode: str, overrides: tuple[str, ...]) -> tuple[Any, 
     clash = sorted(set_by_user & knobs & {f.name for f in dataclasses.fields(run.model)})
     if clash:  # the user's explicit size wins; the run says it is unmatched
         return run.model, {**record, "skipped": f"{', '.join('model.' + k for k in clash)} set explicitly: not resized"}
+    log.info("sizing %s to %s's %s (a width search on the meta device)…", run.model_name, REFERENCE_MODEL,
+             "parameter count" if mode == "params" else "inference FLOPs")
     reference = resolve(REFERENCE_MODEL, run.task_name, run.preset, non_model_overrides(overrides), device=run.device)
     spec = sizing_spec(run)
     target = _measure(mode, REFERENCE_MODEL, spec, reference.train)(reference.model)

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import logging
 import random
 import time
 from pathlib import Path
@@ -20,8 +21,10 @@ from bench.results import (CHECKPOINT, SUMMARY, ResultsError, atomic_write_json,
                            find_resumable, new_run_id, read_summary)
 from bench.trainer import Diverged, Trainer
 from models.registry import create_model
-from tasks.protocol import TaskData
+from tasks.protocol import TaskData, constant_answer_accuracy
 from tasks.registry import create_task
+
+log = logging.getLogger("recurrent_bench")
 
 SCHEMA_VERSION = 1
 
@@ -77,12 +80,14 @@ def _strip(score: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in score.items() if not k.startswith("per_example")}
 
 
-def evaluate_splits(trainer: Trainer, task, splits: dict[str, TaskData],
-                    run_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+def evaluate_splits(trainer: Trainer, task, splits: dict[str, TaskData], run_dir: Path | None = None,
+                    train_labels: torch.Tensor | None = None) -> dict[str, dict[str, Any]]:
     metrics = {}
     for name, data in splits.items():
         result = trainer.evaluate(data)
         score = task.score(data, result.predictions, confidences=result.confidences)
+        if train_labels is not None:
+            score["constant_answer"] = constant_answer_accuracy(train_labels, data.labels, task.spec.ignore_label)
         files = task.write_artifacts(run_dir, name, data, result.predictions, result.confidences) if run_dir else []
         if files:
             score["artifacts"] = files
@@ -182,14 +187,25 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
     resume: None (fresh run), "auto" (newest unfinished run with the same config in `out`), or a
     run directory. stop_after_step: test hook that raises StopRequested after that step's checkpoint.
     world: the data-parallel ranks (default: from torchrun's environment, else one process); only
-    rank 0 writes.
+    rank 0 writes. Runs with `train.threads` torch threads (part of the config and its hash: the
+    reduction order, so the bits, depend on it) and gives the caller back its own thread count.
     """
-    out = Path(out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(run.train.threads)
+    try:
+        return _execute(run, Path(out), resume, progress, stop_after_step, world)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop_after_step: int | None,
+             world: World | None) -> dict[str, Any]:
     check_device(run)   # before any folder is made: e.g. xformers attention on a CPU run
     world = world or current_world(run.device)
     config_hash = run.config_hash()
     # rank 0 checks --out and --resume and picks the run directory; every rank gets it, or the same error
     resuming = _on_main(world, lambda: _find_run_to_resume(out, resume, config_hash))
+    log.info("building %s (seed %d) and the %s data…", run.model_name, run.train.seed, run.task_name)
     task, model = build(run)
     train_data = task.build("train")
     eval_data = {name: task.build(name) for name in task.eval_splits()}
@@ -257,7 +273,7 @@ def execute(run: RunConfig, out: Path | str = "results", resume: str | None = No
             raise RunInterrupted(None) from None
         raise RunInterrupted(run_dir) from None
 
-    metrics = evaluate_splits(trainer, task, eval_data, run_dir)
+    metrics = evaluate_splits(trainer, task, eval_data, run_dir, train_labels=train_data.labels)
     curves = extrapolation_curves(task, metrics)
     inference_flops = trainer.inference_flops_per_example(eval_data[first_split])
     segments_eval = run.train.eval_segments or run.train.segments

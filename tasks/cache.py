@@ -11,6 +11,7 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import os
 import sys
 import types
@@ -20,6 +21,9 @@ from typing import Callable
 import numpy as np
 
 from tasks.files import DataError, make_writable_folder
+
+# What the suite is doing before its progress bar; the CLI shows INFO on stderr (bench/cli.py).
+log = logging.getLogger("recurrent_bench")
 
 
 def cache_dir() -> Path:
@@ -67,6 +71,8 @@ def cached_arrays(task, split: str, make: Callable[[], dict[str, np.ndarray]]) -
         except Exception:  # a corrupt cache entry is rebuilt, never trusted
             path.unlink(missing_ok=True)
     _writable(path.parent)   # before generating: a bad cache setting fails fast
+    log.info("generating %s data: the %s split%s (once; cached in %s)…", task.registry_name, split,
+             _size_note(task.config, split), path.parent)
     arrays = make()
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -77,6 +83,12 @@ def cached_arrays(task, split: str, make: Callable[[], dict[str, np.ndarray]]) -
         temporary.unlink(missing_ok=True)
         raise _cache_error(error) from None
     return arrays
+
+
+def _size_note(config, split: str) -> str:
+    """", 2,000 examples" when the config says how many (train_size, or test_size for test splits)."""
+    size = getattr(config, f"{split}_size", None) or (getattr(config, "test_size", None) if split != "train" else None)
+    return f", {size:,} examples" if isinstance(size, int) and not isinstance(size, bool) else ""
 
 
 def _cache_error(error: OSError) -> DataError:

@@ -116,6 +116,18 @@ class Task:
         return {"count": len(data), "seq_len": int(data.inputs.shape[1])}
 
 
+def constant_answer_accuracy(train_labels: torch.Tensor, labels: torch.Tensor,
+                             ignore_label: int = IGNORE_LABEL) -> dict[str, float]:
+    """Scores of the answer that ignores the input: the most frequent training label at every
+    supervised position. What a model that learned only the label prior gets: the floor to beat."""
+    supervised = train_labels[train_labels != ignore_label]
+    if not len(supervised):
+        return {"token_accuracy": 0.0, "exact_accuracy": 0.0}
+    constant = torch.full_like(labels, int(torch.mode(supervised).values))
+    score = token_and_exact_accuracy(constant, labels, ignore_label)
+    return {"token_accuracy": score["token_accuracy"], "exact_accuracy": score["exact_accuracy"]}
+
+
 def token_and_exact_accuracy(predictions: torch.Tensor, labels: torch.Tensor,
                              ignore_label: int = IGNORE_LABEL) -> dict[str, Any]:
     """Token accuracy over supervised positions and whole-sequence exact match."""

@@ -126,6 +126,12 @@ class Registry:
             return sorted((name, description) for name, (description, _) in static.items())
         return [(name, self.get(name).description) for name in self.names()]
 
+    def built_in(self, name: str) -> bool:
+        """Whether `name` comes from the suite's own modules, read from source while no plugin is
+        installed (False when plugins exist: their code is not the suite's to fingerprint)."""
+        static = self._static()
+        return static is not None and name in static
+
     def _static(self) -> dict[str, tuple[str, str]] | None:
         """{name: (description, module)} from the source, while nothing is imported and no plugin exists."""
         if self._loaded or entry_points(group=self.group):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -97,9 +98,11 @@ def test_flops_counted_on_the_meta_device_equal_the_real_count(model_name):
     assert full_budget_flops(model_name, run.model, spec, segments=3) == real > 0
 
 
-def test_bench_info_counts_on_the_meta_device_only(monkeypatch, capsys):
+def test_bench_info_counts_on_the_meta_device_only(monkeypatch, capsys, tmp_path):
     """No real forward at paper scale: every tensor a model makes while `bench info` runs is on meta."""
     from bench.cli import main
+
+    monkeypatch.setenv("RECURRENT_BENCH_CACHE", str(tmp_path))   # no stored answer: it is computed
 
     real_forward = SegmentModel.__call__
 
@@ -210,3 +213,30 @@ def test_bench_list_and_help_import_no_torch():
     completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert "hrm" in completed.stdout and "maze" in completed.stdout
+
+
+@pytest.mark.slow
+def test_bench_info_answers_again_without_importing_torch(tmp_path):
+    """The second identical `bench info` reads the stored answer: same text, and torch never loads."""
+    script = ("import sys; from bench.cli import main; "
+              "code = main(['info', '--model', 'looped', '--task', 'maze', '--preset', 'paper']); "
+              "print('torch loaded:', 'torch' in sys.modules); sys.exit(code)")
+    env = {**os.environ, "RECURRENT_BENCH_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    first, second = (subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
+                                    text=True, timeout=300) for _ in range(2))
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout.endswith("torch loaded: True\n") and second.stdout.endswith("torch loaded: False\n")
+    assert first.stdout.rsplit("torch loaded", 1)[0] == second.stdout.rsplit("torch loaded", 1)[0]
+    assert "looped on maze (paper)" in second.stdout
+
+
+def test_a_stored_info_answer_is_not_used_by_other_code_or_another_question(tmp_path, monkeypatch):
+    from bench import memo
+
+    monkeypatch.setenv("RECURRENT_BENCH_CACHE", str(tmp_path))
+    question = {"command": "info", "model": "hrm", "task": "maze", "preset": "cpu", "overrides": [], "match": "params"}
+    memo.remember(question, {"text": "stored"})
+    assert memo.recall(question) == {"text": "stored"}
+    assert memo.recall({**question, "overrides": ["model.hidden=64"]}) is None
+    monkeypatch.setattr(memo, "source_fingerprint", lambda: "the suite's code after an edit")
+    assert memo.recall(question) is None

@@ -13,7 +13,7 @@ from bench.results import atomic_write_json, read_summary
 from bench.runner import StopRequested, execute
 from bench.trainer import Trainer
 from models.registry import create_model
-from tasks.protocol import TaskSpec
+from tasks.protocol import IGNORE_LABEL, TaskSpec, constant_answer_accuracy
 
 SMOKE = ["train.steps=6", "train.checkpoint_every=2", "train.log_every=1"]
 
@@ -109,12 +109,28 @@ def test_run_records_measurements(tmp_path):
     assert not list(tmp_path.rglob("checkpoint.safetensors"))  # removed once complete
 
 
-def test_same_seed_same_metrics(tmp_path):
-    first = execute(smoke_config(), tmp_path / "a", progress=False)
-    second = execute(smoke_config(), tmp_path / "b", progress=False)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_config_seed_and_threads_same_metrics(tmp_path, threads):
+    config = smoke_config(f"train.threads={threads}")
+    before = torch.get_num_threads()
+    first = execute(config, tmp_path / "a", progress=False)
+    second = execute(config, tmp_path / "b", progress=False)
+    assert torch.get_num_threads() == before   # the caller's thread count is given back
+    assert first["environment"]["torch_threads"] == threads
     assert first["train"]["curve"] == second["train"]["curve"]
     strip = lambda m: {s: {k: v for k, v in d.items() if k not in ("eval_seconds", "examples_per_second")} for s, d in m.items()}
     assert strip(first["metrics"]) == strip(second["metrics"])
+
+
+def test_thread_count_is_in_the_config_hash_and_validated():
+    default, one, two = smoke_config(), smoke_config("train.threads=1"), smoke_config("train.threads=2")
+    assert default.train.threads == 1
+    assert default.config_hash() == one.config_hash()   # the default (1) keeps earlier runs' hashes
+    assert two.config_hash() != one.config_hash()
+    with pytest.raises(ConfigError, match="train.threads must be >= 1"):
+        smoke_config("train.threads=0")
+    with pytest.raises(ConfigError, match="train.threads=5000 is above the limit"):
+        smoke_config("train.threads=5000")
 
 
 @pytest.mark.parametrize("extra", [(), ("train.segments=3", "train.act=true")])
@@ -193,3 +209,31 @@ def test_cli_run_and_report(tmp_path, capsys):
     text = (tmp_path / "reports" / "index.md").read_text()
     assert "transformer" in text and "maze" in text
     assert "broken" in capsys.readouterr().err
+
+
+def test_run_says_what_it_does_before_the_bar_and_explains_its_numbers(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RECURRENT_BENCH_CACHE", str(tmp_path / "cache"))   # fresh: the data is generated
+    monkeypatch.setattr("bench.cli._stderr_is_a_terminal", lambda: True)    # status lines are for terminals
+    assert main(["run", "--model", "transformer", "--task", "maze", "--preset", "smoke", *sum((["--set", s] for s in SMOKE), []),
+                 "--set", "train.log_every=3", "--out", str(tmp_path / "results")]) == 0
+    captured = capsys.readouterr()
+    status = captured.err
+    steps = ["sizing transformer to hrm's parameter count", "building transformer (seed 0)",
+             "generating maze data: the train split"]
+    assert all(step in status for step in steps), status
+    assert [status.index(step) for step in steps] == sorted(status.index(step) for step in steps)
+    printed = captured.out
+    assert "constant answer: exact" in printed
+    monkeypatch.setattr("bench.cli._stderr_is_a_terminal", lambda: False)
+    assert main(["run", "--model", "nosuch", "--task", "maze"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1   # piped: the error line alone
+    for words in ("exact: share of examples", "token: share", "segments: outer refinement passes",
+                  "the floor to beat"):
+        assert words in " ".join(printed.split()), words
+
+
+def test_constant_answer_is_the_most_frequent_training_label_everywhere():
+    ignore = IGNORE_LABEL
+    train_labels = torch.tensor([[1, 1, 2, ignore], [1, 3, 1, 1]])
+    labels = torch.tensor([[1, 1, ignore], [2, 1, 1]])
+    assert constant_answer_accuracy(train_labels, labels, ignore) == {"token_accuracy": 4 / 5, "exact_accuracy": 0.5}
