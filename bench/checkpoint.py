@@ -43,7 +43,7 @@ def state_tensors(trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors["sampler.generator"] = trainer.sampler.generator.get_state()
     tensors["sampler.order"] = trainer.sampler.order
     meta = {"step": trainer.step, "examples": trainer.examples, "train_seconds": trainer.train_seconds,
-            "flops_per_step": trainer.flops_per_step, "param_groups": groups, "curve": trainer.curve,
+            "flops_per_step": trainer.flops_per_step, "flops_total": trainer.flops_total, "param_groups": groups, "curve": trainer.curve,
             "evals": trainer.evals, "sampler_position": trainer.sampler.position}
     return {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, meta
 
@@ -86,4 +86,6 @@ def load_checkpoint(trainer, path: Path, data_size: int, seed: int) -> None:
     trainer.sampler.position = meta["sampler_position"]
     trainer.step, trainer.examples = meta["step"], meta["examples"]
     trainer.train_seconds, trainer.flops_per_step = meta["train_seconds"], meta["flops_per_step"]
+    # checkpoints from before the running total: every step then cost the first step's count
+    trainer.flops_total = meta.get("flops_total", (trainer.flops_per_step or 0) * meta.get("step", 0))
     trainer.curve, trainer.evals = meta["curve"], meta["evals"]

@@ -71,6 +71,10 @@ class TrainConfig:
     eval_batch_size: int = 256
     ema: float = 0.0                  # EMA decay of weights (TRM: 0.999); evaluation uses the EMA copy
     progressive_alpha: float = added_later(0.0)   # progressive loss weight α (Bansal et al. 2022); 0 = plain
+    # how an iterative model's own iteration count is used in training (docs/training.md):
+    # fixed | random (k ~ U{iterations_min..m} each step) | best_of_k (loss after each of m steps, the best kept)
+    iteration_rule: str = added_later("fixed")
+    iterations_min: int = added_later(1)
     checkpoint_every: int = 0         # optimiser steps between checkpoints; 0 = every 10% of the run
     log_every: int = 10               # steps between training-curve points
     precision: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
@@ -84,6 +88,7 @@ class TrainConfig:
     def validate(self) -> None:
         choices = {"optimizer": ("adam_atan2", "adamw"), "lr_schedule": ("constant", "cosine"),
                    "loss": ("stablemax", "softmax"), "eval_halting": ("fixed", "learned"),
+                   "iteration_rule": ("fixed", "random", "best_of_k"),
                    "precision": ("auto", "fp32", "bf16")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -119,6 +124,12 @@ class TrainConfig:
             raise ConfigError(f"train.progressive_alpha must be in [0, 1], got {self.progressive_alpha}")
         if self.progressive_alpha > 0 and self.segments != 1:
             raise ConfigError("train.progressive_alpha > 0 needs train.segments=1 (it varies the model's own iterations)")
+        if self.iteration_rule != "fixed":
+            if self.segments != 1 or self.progressive_alpha > 0:
+                raise ConfigError(f"train.iteration_rule={self.iteration_rule} needs train.segments=1 and "
+                                  "train.progressive_alpha=0 (each varies the model's own iterations)")
+        if self.iterations_min < 1:
+            raise ConfigError(f"train.iterations_min must be >= 1, got {self.iterations_min}")
         if self.lr <= 0 or self.puzzle_emb_lr < 0:
             raise ConfigError("train.lr must be > 0 and train.puzzle_emb_lr >= 0")
         for key in ("weight_decay", "puzzle_emb_weight_decay", "grad_clip", "q_loss_weight"):

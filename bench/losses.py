@@ -38,7 +38,12 @@ def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_ind
 LOSSES = {"stablemax": stablemax_cross_entropy, "softmax": softmax_cross_entropy}
 
 
+def sequence_losses(per_token: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """(B,) mean over each sequence's supervised tokens."""
+    counts = (labels != ignore_index).sum(-1).clamp_min(1)
+    return per_token.sum(-1) / counts
+
+
 def sequence_mean_loss(per_token: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
     """Mean over each sequence's supervised tokens, then over the batch (the reference's divisor)."""
-    counts = (labels != ignore_index).sum(-1).clamp_min(1)
-    return (per_token.sum(-1) / counts).mean()
+    return sequence_losses(per_token, labels, ignore_index).mean()

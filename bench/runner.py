@@ -69,9 +69,14 @@ def build(run: RunConfig):
         model = create_model(run.model_name, task.spec, **vars(run.model))
     except (TypeError, ValueError, ArithmeticError) as error:  # e.g. model.hidden=0 divides by zero
         raise ConfigError(f"model config: {error} (check the model.* values)") from None
-    if run.train.progressive_alpha > 0 and model.progressive_iterations_key is None:
-        raise ConfigError(f"train.progressive_alpha > 0: model {run.model_name!r} has no iteration count to vary "
+    varied = ("train.progressive_alpha > 0" if run.train.progressive_alpha > 0 else
+              f"train.iteration_rule={run.train.iteration_rule}" if run.train.iteration_rule != "fixed" else None)
+    if varied and model.progressive_iterations_key is None:
+        raise ConfigError(f"{varied}: model {run.model_name!r} has no iteration count to vary "
                           "(models with one: dtnet, looped)")
+    if varied and run.train.iterations_min > getattr(model.config, model.progressive_iterations_key):
+        raise ConfigError(f"train.iterations_min={run.train.iterations_min} is above the model's "
+                          f"{model.progressive_iterations_key}={getattr(model.config, model.progressive_iterations_key)}")
     return task, model
 
 
@@ -282,8 +287,8 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
     memory = peak_memory_bytes(run.device)
     diagnostics = run_diagnostics(trainer, task, eval_data[first_split], splits=eval_data)
     throughput = metrics[first_split]["examples_per_second"]
-    mfu = model_flops_utilisation(run.device, trainer.flops_per_step * trainer.step / max(trainer.train_seconds, 1e-9)
-                                  if trainer.flops_per_step else None,
+    mfu = model_flops_utilisation(run.device, trainer.flops_total / max(trainer.train_seconds, 1e-9)
+                                  if trainer.flops_total else None,
                                   inference_flops * throughput if throughput else None)
     # --- end measurement depth
     summary.update(
@@ -296,8 +301,8 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
         token_accuracy=metrics[first_split]["token_accuracy"],
         train={"steps": trainer.step, "examples": trainer.examples, "batch_size": run.train.batch_size,
                "seconds": trainer.train_seconds, "flops_per_step": trainer.flops_per_step,
-               "flops_total": (trainer.flops_per_step or 0) * trainer.step,
-               "flops_per_second": (trainer.flops_per_step or 0) * trainer.step / max(trainer.train_seconds, 1e-9),
+               "flops_total": trainer.flops_total,
+               "flops_per_second": trainer.flops_total / max(trainer.train_seconds, 1e-9),
                "final_loss": trainer.curve[-1]["loss"] if trainer.curve else None,
                "curve": trainer.curve, "evals": trainer.evals},
         inference={"flops_per_example": inference_flops, "segments": segments_eval,

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from bench.config import TrainConfig
 from bench.distributed import World
-from bench.losses import LOSSES, sequence_mean_loss
+from bench.losses import LOSSES, sequence_losses, sequence_mean_loss
 from bench.measure import Stopwatch, count_flops
 from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.optim import AdamAtan2, SignSGD, learning_rate
@@ -57,6 +57,11 @@ def _cat(parts: list[torch.Tensor], empty: torch.Tensor) -> torch.Tensor:
 def sequence_correct(logits: torch.Tensor, labels: torch.Tensor, ignore_label: int) -> torch.Tensor:
     mask = labels != ignore_label
     return ((logits.argmax(-1) == labels) | ~mask).all(-1)
+
+
+def first_minimum(values: torch.Tensor) -> torch.Tensor:
+    """Per row, the index of the smallest value; ties go to the first (torch.argmin's documented rule)."""
+    return values.argmin(dim=1)
 
 
 def halting_decision(outputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
@@ -96,7 +101,8 @@ class Trainer:
         self.step = 0
         self.examples = 0
         self.train_seconds = 0.0
-        self.flops_per_step: int | None = None
+        self.flops_per_step: int | None = None   # the mean over the steps run (counted each step if they vary)
+        self.flops_total = 0
         self.curve: list[dict[str, float]] = []
         self.evals: list[dict[str, Any]] = []
         self.sampler: Sampler | None = None
@@ -172,17 +178,23 @@ class Trainer:
         batch = self.batch
         labels = batch["labels"]
         alpha = config.progressive_alpha
+        means: dict[str, torch.Tensor] = {}  # per-rank means, averaged over ranks below
+        rule = config.iteration_rule
         with self._autocast():
             # progressive loss at alpha = 1 needs no full-depth pass (DeepThinking's recipe skips it too)
-            carry, outputs = self.model(self.carry, batch) if alpha < 1 else (self.carry, {})
+            full_pass = alpha < 1 and rule == "fixed"
+            carry, outputs = self.model(self.carry, batch) if full_pass else (self.carry, {})
             progressive = self._progressive_logits(batch) if alpha > 0 else None
+            if rule != "fixed":
+                outputs["logits"], lm_loss, steps_used = self._iteration_rule(batch, labels)
+                means["iterations_trained"] = steps_used.float().mean()
         self.steps_in_carry = self.steps_in_carry + 1
         logits = outputs["logits"] if "logits" in outputs else progressive
-        lm_loss = self._sequence_loss(logits, labels) if alpha < 1 else 0.0
+        if rule == "fixed":
+            lm_loss = self._sequence_loss(logits, labels) if alpha < 1 else 0.0
         if progressive is not None:
             lm_loss = (1 - alpha) * lm_loss + alpha * self._sequence_loss(progressive, labels)
         loss = lm_loss
-        means: dict[str, torch.Tensor] = {}  # per-rank means, averaged over ranks below
         with torch.no_grad():
             correct = sequence_correct(logits, labels, spec.ignore_label)
             is_last = self.steps_in_carry >= config.segments
@@ -241,6 +253,32 @@ class Trainer:
         ignore = self.spec.ignore_label
         return sequence_mean_loss(self.loss_fn(logits, labels, ignore), labels, ignore)
 
+    def _iteration_rule(self, batch: dict[str, torch.Tensor], labels: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits, loss, iterations per example) under train.iteration_rule, from the start state.
+
+        random: k ~ U{iterations_min..m} iterations this step, the same k for the batch.
+        best_of_k: the loss after each of the m iterations, per example; only the lowest is
+        back-propagated (ties go to the fewest iterations), so an example is trained at the step
+        where its answer is best, not at a fixed depth."""
+        model, config = self.model, self.config
+        most = getattr(model.config, model.progressive_iterations_key)
+        state = model.start_state(batch)
+        if config.iteration_rule == "random":
+            count = int(torch.randint(config.iterations_min, most + 1, ()))
+            logits = model.readout(model.iterate(state, batch, count), batch)
+            return logits, self._sequence_loss(logits, labels), torch.full((len(labels),), count)
+        ignore = self.spec.ignore_label
+        losses, all_logits = [], []
+        for step in range(most):
+            state = model.iterate(state, batch, 1, first=step)
+            all_logits.append(model.readout(state, batch))
+            losses.append(sequence_losses(self.loss_fn(all_logits[-1], labels, ignore), labels, ignore))
+        losses = torch.stack(losses, dim=1)                         # (B, m)
+        best = first_minimum(losses.detach())
+        rows = torch.arange(len(labels), device=labels.device)
+        return torch.stack(all_logits, dim=1)[rows, best], losses[rows, best].mean(), best + 1
+
     def _progressive_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Bansal et al.'s incremental progress training: n ~ U{0..m−1} iterations without gradient
         from the start state, then k ~ U{1..m−n} with gradient from that (detached) state."""
@@ -255,6 +293,11 @@ class Trainer:
                 state = model.iterate(model.start_state(batch), batch, n).detach()
         return model.readout(model.iterate(state, batch, k, first=n), batch)
 
+    @property
+    def step_cost_varies(self) -> bool:
+        """Whether steps differ in work (iterations drawn per step), so each is counted, not the first."""
+        return self.config.progressive_alpha > 0 or self.config.iteration_rule == "random"
+
     # ---------------------------------------------------------------- training loop
     def fit(self, data: TaskData, seed: int, on_step: Callable[["Trainer", dict[str, float]], None] | None = None) -> None:
         from tqdm import tqdm
@@ -268,12 +311,14 @@ class Trainer:
         try:
             while self.step < total:
                 with Stopwatch(self.device) as watch:
-                    if self.flops_per_step is None:
+                    if self.flops_per_step is None or self.step_cost_varies:
                         with count_flops() as counted:
                             metrics = self.train_step(data)
-                        self.flops_per_step = self.world.sum_int(counted["flops"])  # all ranks' work
+                        self.flops_total += self.world.sum_int(counted["flops"])  # all ranks' work
+                        self.flops_per_step = self.flops_total // self.step
                     else:
                         metrics = self.train_step(data)
+                        self.flops_total += self.flops_per_step
                 self.train_seconds += watch.elapsed
                 if self.step % self.config.log_every == 0 or self.step == total:
                     self.curve.append({"step": self.step, **{k: v for k, v in metrics.items() if math.isfinite(v)}})

@@ -1,0 +1,96 @@
+"""Training rules for an iterative model's own iteration count (train.iteration_rule): random counts
+per step, and "best of k" — the loss after every iteration, only the lowest back-propagated."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.config import ConfigError, resolve
+from bench.losses import sequence_losses
+from bench.matching import prepare
+from bench.runner import build, execute
+from bench.trainer import Trainer, first_minimum
+
+
+def resolve_rule(model: str, *overrides: str):
+    key = "model.iterations=4" if model == "dtnet" else "model.loops=4"
+    return resolve(model, "prefix_sums", "smoke", ["train.batch_size=8", key, *overrides])
+
+
+def make_trainer(model: str, *overrides: str):
+    run = resolve_rule(model, *overrides)
+    task, net = build(run)
+    return Trainer(net, task.spec, run.train, "cpu", progress=False), task.build("train")
+
+
+def test_ties_go_to_the_fewest_iterations():
+    losses = torch.tensor([[0.5, 0.2, 0.2, 0.9], [0.1, 0.1, 0.1, 0.1], [3.0, 2.0, 1.0, 0.5]])
+    assert first_minimum(losses).tolist() == [1, 0, 3]
+
+
+def test_best_of_k_trains_each_example_at_its_best_iteration():
+    trainer, data = make_trainer("dtnet", "train.iteration_rule=best_of_k", "model.tied=false")
+    model = trainer.model
+    batch = {k: v[:8] for k, v in data.batch(torch.arange(8)).items()}
+    torch.manual_seed(0)
+    # the per-example loss after each iteration, computed independently of the rule
+    with torch.no_grad():
+        state, expected = model.start_state(batch), []
+        for step in range(4):
+            state = model.iterate(state, batch, 1, first=step)
+            per_token = trainer.loss_fn(model.readout(state, batch), batch["labels"], trainer.spec.ignore_label)
+            expected.append(sequence_losses(per_token, batch["labels"], trainer.spec.ignore_label))
+    expected = torch.stack(expected, dim=1)
+    logits, loss, steps = trainer._iteration_rule(batch, batch["labels"])
+    assert torch.allclose(loss, expected.min(dim=1).values.mean())
+    assert torch.equal(steps, first_minimum(expected) + 1)
+    loss.backward()
+    # untied: stack i serves iteration i+1, so stacks beyond every example's best step get no gradient
+    deepest = int(steps.max())
+    for index, stack in enumerate(model.stacks):
+        has_grad = any(p.grad is not None and p.grad.abs().sum() > 0 for p in stack.parameters())
+        assert has_grad == (index < deepest), index
+
+
+@pytest.mark.parametrize("model_name", ["dtnet", "looped"])
+def test_random_iterations_are_drawn_in_range_and_every_step_is_counted(model_name):
+    trainer, data = make_trainer(model_name, "train.iteration_rule=random", "train.iterations_min=2",
+                                 "train.steps=12", "train.log_every=1")
+    trainer.fit(data, seed=0)
+    drawn = [int(point["iterations_trained"]) for point in trainer.curve]
+    assert set(drawn) <= {2, 3, 4} and len(set(drawn)) > 1
+
+    def fixed_step_flops(iterations: int) -> int:
+        key = "model.iterations" if model_name == "dtnet" else "model.loops"
+        fixed, _ = make_trainer(model_name, f"{key}={iterations}", "train.steps=1")
+        fixed.fit(data, seed=0)
+        return fixed.flops_total
+
+    # every step is counted (their work differs): the total is the sum of what each drawn count costs
+    cost = {k: fixed_step_flops(k) for k in sorted(set(drawn))}
+    assert len(set(cost.values())) == len(cost)   # the counts do cost differently
+    assert trainer.flops_total == sum(cost[k] for k in drawn)
+
+
+def test_a_run_with_a_rule_completes_and_records_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECURRENT_BENCH_CACHE", str(tmp_path / "cache"))
+    run = prepare("looped", "prefix_sums", "smoke", ["train.iteration_rule=best_of_k", "train.log_every=1"])
+    summary = execute(run, tmp_path / "runs", progress=False)
+    assert summary["status"] == "complete"
+    assert summary["config"]["train"]["iteration_rule"] == "best_of_k"
+    assert all(1 <= point["iterations_trained"] <= run.model.loops for point in summary["train"]["curve"])
+    assert run.config_hash() != prepare("looped", "prefix_sums", "smoke", ["train.log_every=1"]).config_hash()
+
+
+def test_rules_are_refused_where_they_cannot_apply(tmp_path):
+    with pytest.raises(ConfigError, match="no iteration count"):
+        execute(prepare("transformer", "prefix_sums", "smoke", ["train.iteration_rule=random"]), tmp_path)
+    with pytest.raises(ConfigError, match="segments=1"):
+        resolve_rule("dtnet", "train.iteration_rule=best_of_k", "train.segments=2")
+    with pytest.raises(ConfigError, match="progressive_alpha=0"):
+        resolve_rule("dtnet", "train.iteration_rule=random", "train.progressive_alpha=0.5")
+    with pytest.raises(ConfigError, match="is not one of"):
+        resolve_rule("dtnet", "train.iteration_rule=sometimes")
+    with pytest.raises(ConfigError, match="iterations_min=9 is above"):
+        build(resolve_rule("dtnet", "train.iteration_rule=random", "train.iterations_min=9"))
+    assert list(tmp_path.iterdir()) == []
