@@ -31,7 +31,8 @@ REFERENCE_MODEL = "hrm"
 # Upper bounds on counts that would otherwise make a run that never ends or cannot be held in memory.
 TRAIN_LIMITS = {"steps": 10**9, "max_examples": 10**12, "batch_size": 2**20, "eval_batch_size": 2**20,
                 "segments": 1024, "eval_segments": 1024, "test_time_points": 1024,
-                "diagnostics_examples": 10**6, "threads": 1024}
+                "diagnostics_examples": 10**6, "threads": 1024,
+                "max_flops": 1e24}
 # task.*_size fields count examples of one split (held in memory); task.augmentations multiplies them.
 MAX_SPLIT_EXAMPLES = 10**7
 MAX_AUGMENTATIONS = 10**5
@@ -46,8 +47,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000                 # optimiser steps (the budget)
-    max_examples: int = 0             # if > 0: budget in training examples instead (steps = ceil(n / batch))
+    steps: int = 1000                 # optimiser steps (the budget when train.budget=steps)
+    max_examples: int = 0             # fresh training examples drawn (the budget when train.budget=examples)
     batch_size: int = 64
     optimizer: str = "adam_atan2"     # adam_atan2 (HRM) | adamw
     lr: float = 1e-3
@@ -75,6 +76,9 @@ class TrainConfig:
     # fixed | random (k ~ U{iterations_min..m} each step) | best_of_k (loss after each of m steps, the best kept)
     iteration_rule: str = added_later("fixed")
     iterations_min: int = added_later(1)
+    # what ends training (docs/training.md): steps | examples (max_examples fresh examples) | flops (max_flops)
+    budget: str = added_later("steps")
+    max_flops: float = added_later(0.0)   # training FLOPs, as the suite's counter measures them
     checkpoint_every: int = 0         # optimiser steps between checkpoints; 0 = every 10% of the run
     log_every: int = 10               # steps between training-curve points
     precision: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
@@ -88,7 +92,7 @@ class TrainConfig:
     def validate(self) -> None:
         choices = {"optimizer": ("adam_atan2", "adamw"), "lr_schedule": ("constant", "cosine"),
                    "loss": ("stablemax", "softmax"), "eval_halting": ("fixed", "learned"),
-                   "iteration_rule": ("fixed", "random", "best_of_k"),
+                   "iteration_rule": ("fixed", "random", "best_of_k"), "budget": ("steps", "examples", "flops"),
                    "precision": ("auto", "fp32", "bf16")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -99,11 +103,11 @@ class TrainConfig:
                 raise ConfigError(f"train.{item.name} must be a finite number, got {value}")
         positive = ("steps", "batch_size", "segments", "eval_batch_size", "log_every", "threads")
         for key in positive:
-            if getattr(self, key) < 1 and not (key == "steps" and self.max_examples > 0):
+            if getattr(self, key) < 1 and not (key == "steps" and self.budget != "steps"):
                 raise ConfigError(f"train.{key} must be >= 1, got {getattr(self, key)}")
         if any(point < 1 for point in self.test_time_points):
             raise ConfigError(f"train.test_time_points must all be >= 1, got {list(self.test_time_points)}")
-        for key in ("diagnostics_examples", "max_examples", "eval_segments", "eval_every", "checkpoint_every", "lr_warmup_steps"):
+        for key in ("diagnostics_examples", "max_examples", "max_flops", "eval_segments", "eval_every", "checkpoint_every", "lr_warmup_steps"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
         for key, limit in TRAIN_LIMITS.items():
@@ -128,6 +132,12 @@ class TrainConfig:
             if self.segments != 1 or self.progressive_alpha > 0:
                 raise ConfigError(f"train.iteration_rule={self.iteration_rule} needs train.segments=1 and "
                                   "train.progressive_alpha=0 (each varies the model's own iterations)")
+        needs = {"examples": ("max_examples", self.max_examples), "flops": ("max_flops", self.max_flops)}
+        if self.budget in needs and needs[self.budget][1] <= 0:
+            raise ConfigError(f"train.budget={self.budget} needs train.{needs[self.budget][0]} > 0")
+        for key, (name, value) in needs.items():
+            if value > 0 and self.budget != key:
+                raise ConfigError(f"train.{name} > 0 is a budget: set train.budget={key} with it")
         if self.iterations_min < 1:
             raise ConfigError(f"train.iterations_min must be >= 1, got {self.iterations_min}")
         if self.lr <= 0 or self.puzzle_emb_lr < 0:
@@ -138,8 +148,12 @@ class TrainConfig:
 
     @property
     def total_steps(self) -> int:
-        if self.max_examples > 0:
-            return -(-self.max_examples // self.batch_size)
+        """Optimiser steps the schedule is laid out over. examples: the steps that draw max_examples
+        fresh examples when every row runs all its segments (with ACT rows halt earlier, draw more
+        often, and the run ends before the schedule does); flops: train.steps until the trainer knows
+        a step's cost (Trainer.planned_steps)."""
+        if self.budget == "examples":
+            return -(-self.max_examples * self.segments // self.batch_size)
         return self.steps
 
 

@@ -239,19 +239,19 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
     summary_path = run_dir / SUMMARY
     write(summary_path, summary)
 
-    total = run.train.total_steps
-    every = run.train.checkpoint_every or max(1, total // 10)
     eval_every = run.train.eval_every
     first_split = next(iter(eval_data))
 
     def on_step(trainer: Trainer, metrics: dict[str, float]) -> None:
-        if eval_every and trainer.step % eval_every == 0 and trainer.step < total:
+        finished = trainer.budget_spent()   # the last step is evaluated and recorded by what follows
+        every = run.train.checkpoint_every or max(1, trainer.planned_steps() // 10)
+        if eval_every and trainer.step % eval_every == 0 and not finished:
             result = trainer.evaluate(eval_data[first_split])
             score = task.score(eval_data[first_split], result.predictions, confidences=result.confidences)
             trainer.evals.append({"step": trainer.step, "split": first_split,
                                   "exact_accuracy": score["exact_accuracy"],
                                   "token_accuracy": score["token_accuracy"]})
-        if trainer.step % every == 0 and trainer.step < total:
+        if trainer.step % every == 0 and not finished:
             trainer.save_checkpoint(run_dir / CHECKPOINT)
         if stop_after_step is not None and trainer.step >= stop_after_step:
             raise StopRequested(trainer.step)

@@ -142,7 +142,7 @@ class Trainer:
         base_rates = {"model": config.lr, "puzzle_embedding": config.puzzle_emb_lr}
         rates = {}
         for name, optimizer in self.optimizers.items():
-            rates[name] = learning_rate(self.step + 1, base_rates[name], config.lr_warmup_steps, config.total_steps,
+            rates[name] = learning_rate(self.step + 1, base_rates[name], config.lr_warmup_steps, self.planned_steps(),
                                         config.lr_schedule, config.lr_min_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = rates[name]
@@ -293,6 +293,27 @@ class Trainer:
                 state = model.iterate(model.start_state(batch), batch, n).detach()
         return model.readout(model.iterate(state, batch, k, first=n), batch)
 
+    def planned_steps(self) -> int:
+        """The steps the run is laid out over (schedule, progress bar, checkpoint cadence). A FLOP
+        budget is known in steps once the first step is counted: the steps that fit in it."""
+        config = self.config
+        if config.budget == "flops" and self.flops_per_step:
+            return max(1, int(config.max_flops // self.flops_per_step))
+        return config.total_steps
+
+    def budget_spent(self) -> bool:
+        """steps: the planned steps are done. examples: max_examples fresh examples were drawn and,
+        with fixed segments, have run all of them (with ACT rows are out of phase: the run stops when
+        the count is reached). flops: the next step would go over max_flops (a run never spends more
+        than its budget, except a first step that alone costs more)."""
+        config = self.config
+        if config.budget == "examples":
+            in_phase = config.segments == 1 or not config.act
+            return self.examples >= config.max_examples and (not in_phase or bool(self.halted.all()))
+        if config.budget == "flops":
+            return self.step > 0 and self.flops_total + (self.flops_per_step or 0) > config.max_flops
+        return self.step >= config.steps
+
     @property
     def step_cost_varies(self) -> bool:
         """Whether steps differ in work (iterations drawn per step), so each is counted, not the first."""
@@ -304,12 +325,11 @@ class Trainer:
 
         if self.sampler is None:
             self.sampler = Sampler(len(data), seed)
-        total = self.config.total_steps
-        bar = tqdm(total=total, initial=self.step, desc="train", unit="step",
+        bar = tqdm(total=self.planned_steps(), initial=self.step, desc="train", unit="step",
                    disable=not (self.progress and self.world.is_main),
                    dynamic_ncols=True, leave=False)
         try:
-            while self.step < total:
+            while not self.budget_spent():
                 with Stopwatch(self.device) as watch:
                     if self.flops_per_step is None or self.step_cost_varies:
                         with count_flops() as counted:
@@ -320,7 +340,10 @@ class Trainer:
                         metrics = self.train_step(data)
                         self.flops_total += self.flops_per_step
                 self.train_seconds += watch.elapsed
-                if self.step % self.config.log_every == 0 or self.step == total:
+                if self.step == 1:
+                    bar.total = self.planned_steps()   # a FLOP budget is known in steps from here
+                last = self.budget_spent()
+                if self.step % self.config.log_every == 0 or last:
                     self.curve.append({"step": self.step, **{k: v for k, v in metrics.items() if math.isfinite(v)}})
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['exact_accuracy']:.2f}")

@@ -94,3 +94,40 @@ def test_rules_are_refused_where_they_cannot_apply(tmp_path):
     with pytest.raises(ConfigError, match="iterations_min=9 is above"):
         build(resolve_rule("dtnet", "train.iteration_rule=random", "train.iterations_min=9"))
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ budgets: steps, examples, FLOPs
+def budget_trainer(*overrides: str):
+    run = prepare("transformer", "maze", "smoke", ["train.batch_size=8", "train.log_every=1", *overrides])
+    task, net = build(run)
+    return Trainer(net, task.spec, run.train, "cpu", progress=False), task.build("train")
+
+
+@pytest.mark.parametrize("segments", [1, 2])
+def test_an_example_budget_draws_the_same_fresh_examples_whatever_the_segments(segments):
+    trainer, data = budget_trainer("train.budget=examples", "train.max_examples=32", f"train.segments={segments}",
+                                   "train.act=false")
+    trainer.fit(data, seed=0)
+    assert trainer.examples == 32
+    assert trainer.step == 4 * segments == trainer.planned_steps()   # a second segment costs steps, not examples
+
+
+def test_a_flop_budget_stops_before_the_step_that_would_go_over():
+    probe, data = budget_trainer("train.steps=1")
+    probe.fit(data, seed=0)
+    one_step = probe.flops_total
+    trainer, _ = budget_trainer("train.budget=flops", f"train.max_flops={5.5 * one_step}")
+    trainer.fit(data, seed=0)
+    assert trainer.step == 5 == trainer.planned_steps()
+    assert trainer.flops_total == 5 * one_step <= 5.5 * one_step
+
+
+def test_budget_settings_that_contradict_are_refused():
+    with pytest.raises(ConfigError, match="train.budget=examples needs train.max_examples > 0"):
+        resolve("transformer", "maze", "smoke", ["train.budget=examples"])
+    with pytest.raises(ConfigError, match="set train.budget=flops"):
+        resolve("transformer", "maze", "smoke", ["train.max_flops=1e9"])
+    with pytest.raises(ConfigError, match="is not one of"):
+        resolve("transformer", "maze", "smoke", ["train.budget=hours"])
+    default = resolve("transformer", "maze", "smoke").config_hash()
+    assert resolve("transformer", "maze", "smoke", ["train.budget=steps"]).config_hash() == default
