@@ -9,7 +9,7 @@ puzzle per solution grid up to symmetry.
 rating = tdoku's measure: guesses of a complete search (find the solution and prove it unique) with
 tdoku's propagation and branching rule, averaged over random symmetries (RATING_SYMMETRIES per puzzle
 when stored; `min_rating`/`max_rating` refer to the generator's estimate of the same quantity).
-Measured on forum_hardest_1106: 114.7 (4 symmetries per puzzle) vs tdoku's published 113.16
+Measured on forum_hardest_1106: 116.0 (4 symmetries per puzzle) vs tdoku's published 113.16
 (docs/tasks/sudoku.md). `guesses_first` / `guesses_complete` are the plain counts of one orientation.
 
 Encoding: PAD 0, blank 1, digits 1..9 → 2..10 (vocab 11); all 81 cells supervised.
