@@ -108,6 +108,20 @@ def _start_pool(pool, rating, fitness, samples, variant, solution, stack):
 
 
 @numba.njit(cache=True)
+def _new_pool(seed, pool_size, samples, stack):
+    """Seed the chain; a started pool with its ratings and fitness, plus scratch grids (variant,
+    solution, candidate)."""
+    np.random.seed(seed)
+    pool = np.zeros((pool_size, 81), dtype=np.int8)
+    rating = np.zeros(pool_size)
+    fitness = np.zeros(pool_size)
+    variant = np.empty(81, dtype=np.int8)
+    solution = np.empty(81, dtype=np.int8)
+    _start_pool(pool, rating, fitness, samples, variant, solution, stack)
+    return pool, rating, fitness, variant, solution, np.empty(81, dtype=np.int8)
+
+
+@numba.njit(cache=True)
 def _weakest(fitness):
     worst = 0
     for p in range(fitness.shape[0]):
@@ -150,14 +164,7 @@ def _generate_one(seed, min_rating, samples, pool_size, max_iterations, max_drop
     The puzzle is returned in a random orientation. Used for bounded bands (the caller filters by
     max_rating) and for one puzzle per chain.
     """
-    np.random.seed(seed)
-    pool = np.zeros((pool_size, 81), dtype=np.int8)
-    rating = np.zeros(pool_size)
-    fitness = np.zeros(pool_size)
-    variant = np.empty(81, dtype=np.int8)
-    solution = np.empty(81, dtype=np.int8)
-    candidate = np.empty(81, dtype=np.int8)
-    _start_pool(pool, rating, fitness, samples, variant, solution, stack)
+    pool, rating, fitness, variant, solution, candidate = _new_pool(seed, pool_size, samples, stack)
     iterations = 0
     while True:
         best = 0
@@ -205,14 +212,7 @@ def _generate_chain(seed, min_rating, samples, pool_size, max_iterations, max_dr
     requested puzzle. `emitted` receives the puzzles in the search's orientation (the one the
     clue-sharing test compares), `out` in a random one.
     """
-    np.random.seed(seed)
-    pool = np.zeros((pool_size, 81), dtype=np.int8)
-    rating = np.zeros(pool_size)
-    fitness = np.zeros(pool_size)
-    variant = np.empty(81, dtype=np.int8)
-    solution = np.empty(81, dtype=np.int8)
-    candidate = np.empty(81, dtype=np.int8)
-    _start_pool(pool, rating, fitness, samples, variant, solution, stack)
+    pool, rating, fitness, variant, solution, candidate = _new_pool(seed, pool_size, samples, stack)
     floor = np.log1p(min_rating)
     n = 0
     step = 0
