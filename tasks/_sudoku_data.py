@@ -1,48 +1,49 @@
-"""Sudoku data: solving, rating and generating (threads over the numba core), symmetries (augmentation, canonical form, leakage guard), loading files, validity of solutions."""
+"""Sudoku data: solving, rating (tdoku's measure) and generating (threads over the numba core), loading
+files, validity of solutions. Symmetries live in tasks/_sudoku_symmetry.py."""
 from __future__ import annotations
 
 import csv
 import io
-import os
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from tasks import _sudoku_generator as gen
 from tasks import _sudoku_solver as core
+from tasks._sudoku_symmetry import _equivalent_within, _in_chunks, _workers, grid_invariants
 from tasks.files import read_text
 from tasks.protocol import DataError
 
 
 # --------------------------------------------------------------------------------------------
 # Solving, rating, generating (thin wrappers over the numba core; threads over chunks).
-def _workers() -> int:
-    return max(1, min(len(os.sched_getaffinity(0)), int(os.environ.get("RECURRENT_BENCH_WORKERS", 2))))
-
-
-def _in_chunks(function, n: int, *arrays, pieces: int = 0) -> None:
-    """Run function(*slice of each array) over `pieces` slices (default: one per worker) on ≤ workers
-    threads (the numba core releases the GIL). Many small pieces balance uneven work (search chains)."""
-    workers = min(_workers(), max(1, n))
-    bounds = np.linspace(0, n, min(n, pieces or workers) + 1).astype(int)
-    chunks = [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-    if workers == 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            function(*chunk)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda chunk: function(*chunk), chunks))
-
-
 def solve(puzzles: np.ndarray, limit: int = 2) -> dict[str, np.ndarray]:
-    """Solve (N, 81) digit grids (0 = blank). Returns solutions (first found), counts (≤ limit),
-    rating (guesses to the first solution) and full_rating (guesses of the complete search)."""
+    """Solve (N, 81) digit grids (0 = blank) in their given orientation. Returns solutions (first
+    found), counts (≤ limit), guesses_first (guesses to the first solution) and guesses_complete
+    (guesses of the whole search: complete, proving uniqueness, when a puzzle has < limit solutions)."""
     puzzles = np.ascontiguousarray(puzzles, dtype=np.int8).reshape(-1, 81)
     n = len(puzzles)
     solutions = np.zeros((n, 81), dtype=np.int8)
-    counts, full, first = (np.zeros(n, dtype=np.int64) for _ in range(3))
-    _in_chunks(lambda *a: core.solve_batch(a[0], limit, *a[1:]), n, puzzles, solutions, counts, full, first)
-    return {"solutions": solutions, "counts": counts, "rating": first, "full_rating": full}
+    counts, complete, first = (np.zeros(n, dtype=np.int64) for _ in range(3))
+    _in_chunks(lambda *a: core.solve_batch(a[0], limit, *a[1:]), n, puzzles, solutions, counts, complete, first)
+    return {"solutions": solutions, "counts": counts, "guesses_first": first, "guesses_complete": complete}
+
+
+RATING_SYMMETRIES = 16  # random symmetries per puzzle in the stored rating (docs/tasks/sudoku.md, "Rater")
+
+
+def rate(puzzles: np.ndarray, symmetries: int = RATING_SYMMETRIES, seed: int = 0) -> dict[str, np.ndarray]:
+    """The suite's rating, tdoku's measure: per puzzle, guesses of the complete search (limit 2)
+    averaged over `symmetries` random symmetric variants (seeded); "rating_first" averages the
+    guesses to the first solution over the same variants."""
+    if symmetries < 1:
+        raise ValueError("symmetries must be >= 1")
+    puzzles = np.ascontiguousarray(puzzles, dtype=np.int8).reshape(-1, 81)
+    n = len(puzzles)
+    complete, first = np.zeros(n), np.zeros(n)
+    seeds = chain_seeds(seed, "rate", 0, n)
+    _in_chunks(lambda *a: core.rate_batch(a[0], symmetries, *a[1:]), n, puzzles, seeds, complete, first)
+    return {"rating": complete, "rating_first": first}
 
 
 def chain_seeds(seed: int, stream: str, start: int, count: int) -> np.ndarray:
@@ -54,25 +55,37 @@ def chain_seeds(seed: int, stream: str, start: int, count: int) -> np.ndarray:
 def random_minimal(count: int, seed: int) -> np.ndarray:
     """Random minimal puzzles (full grid, clues removed in random order while unique)."""
     puzzles = np.zeros((count, 81), dtype=np.int8)
-    _in_chunks(core.random_minimal_batch, count, chain_seeds(seed, "minimal", 0, count), puzzles)
+    _in_chunks(gen.random_minimal_batch, count, chain_seeds(seed, "minimal", 0, count), puzzles)
     return puzzles
 
 
-def generate(count: int, min_rating: int, max_rating: int = -1, seed: int = 0, stream: str = "train",
+def _measured(questions: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Solutions and every rating of unique puzzles (a bug if one is not unique)."""
+    solved = solve(questions)
+    if not (solved["counts"] == 1).all():
+        raise AssertionError("sudoku: a generated puzzle without a unique solution")
+    rated = rate(questions, seed=seed)
+    return {"answers": solved["solutions"].astype(np.uint8), "ratings": rated["rating"],
+            "ratings_first": rated["rating_first"], "guesses_first": solved["guesses_first"],
+            "guesses_complete": solved["guesses_complete"]}
+
+
+def generate(count: int, min_rating: float, max_rating: float = -1, seed: int = 0, stream: str = "train",
              pool_size: int = 2, max_drop: int = 2, max_iterations: int = 20000,
-             rating_samples: int = 4, puzzles_per_chain: int = 16, max_shared: float = 1.0,
+             rating_samples: int = 4, puzzles_per_chain: int = 1, max_shared: float = 0.5,
              restart_steps: int = 4000) -> dict[str, np.ndarray]:
-    """`count` unique puzzles whose search rating (mean rating over `rating_samples` random
-    symmetries) lies in [min_rating, max_rating] (-1: unbounded), seeded.
+    """`count` unique puzzles whose search rating (mean complete-search guesses over
+    `rating_samples` random symmetries, re-checked on fresh ones) lies in [min_rating, max_rating]
+    (-1: unbounded), seeded, on pairwise different solution grids up to symmetry.
 
     Chains run in seed order; those that miss the band are skipped, so the result does not depend on
-    the number of threads. Each puzzle is returned in a random orientation; "ratings" is its plain
-    rating in that orientation (an unbiased draw of its symmetry-averaged rating).
+    the number of threads. Each puzzle is returned in a random orientation ("search_orientation": as
+    the search saw it, where puzzles of one chain can be compared clue by clue). "ratings" re-measures
+    every puzzle on RATING_SYMMETRIES fresh symmetries (the rating the docs report).
 
-    puzzles_per_chain > 1 (unbounded bands only: a bounded band is reached early in a climb, so one
-    chain per puzzle is already cheap there) lets a chain go on emitting hard candidates after its
-    pool has climbed, each sharing at most `max_shared` of its clues with the chain's earlier ones; a
-    chain restarts its pool after `restart_steps` steps without an emission.
+    puzzles_per_chain > 1 (unbounded bands only) lets a chain go on emitting hard candidates after
+    its pool has climbed, each sharing at most `max_shared` of its clues with the chain's earlier
+    ones; a chain restarts its pool after `restart_steps` steps without an emission.
     """
     if (pool_size < 1 or max_drop < 1 or max_iterations < 0 or rating_samples < 1 or puzzles_per_chain < 1
             or restart_steps < 1):
@@ -82,6 +95,7 @@ def generate(count: int, min_rating: int, max_rating: int = -1, seed: int = 0, s
         raise ValueError("task.max_shared must be in [0, 1]")
     per_chain = puzzles_per_chain if max_rating < 0 else 1
     kept: list[np.ndarray] = []
+    searched: list[np.ndarray] = []
     ratings: list[np.ndarray] = []
     iterations: list[np.ndarray] = []
     chains = 0
@@ -97,34 +111,36 @@ def generate(count: int, min_rating: int, max_rating: int = -1, seed: int = 0, s
         chains += batch
         if per_chain == 1:
             puzzles = np.zeros((batch, 81), dtype=np.int8)
+            originals = np.zeros_like(puzzles)
             rating = np.zeros(batch, dtype=np.float64)
             steps = np.zeros(batch, dtype=np.int64)
-            _in_chunks(lambda *a: core.generate_batch(a[0], min_rating, rating_samples, pool_size, max_iterations,
-                                                      max_drop, *a[1:]), batch, seeds, puzzles, rating, steps,
-                       pieces=batch)  # one chain per piece: chain lengths vary a lot
+            _in_chunks(lambda *a: gen.generate_batch(a[0], min_rating, rating_samples, pool_size, max_iterations,
+                                                     max_drop, *a[1:]), batch, seeds, puzzles, originals, rating,
+                       steps, pieces=batch)  # one chain per piece: chain lengths vary a lot
             ok = (rating >= min_rating) & ((rating <= max_rating) if max_rating >= 0 else True)
-            puzzles, rating, steps = puzzles[ok], rating[ok], steps[ok]
+            puzzles, originals, rating, steps = puzzles[ok], originals[ok], rating[ok], steps[ok]
         else:
             grid = np.zeros((batch, per_chain, 81), dtype=np.int8)
             rating = np.zeros((batch, per_chain), dtype=np.float64)
             steps = np.zeros((batch, per_chain), dtype=np.int64)
             emitted = np.zeros(batch, dtype=np.int64)
-            _in_chunks(lambda *a: core.generate_chains_batch(a[0], min_rating, rating_samples, pool_size,
-                                                             max_iterations, max_drop, max_shared, restart_steps,
-                                                             *a[1:]),
-                       batch, seeds, grid, np.zeros_like(grid), rating, steps, emitted, pieces=batch)
+            originals = np.zeros_like(grid)
+            _in_chunks(lambda *a: gen.generate_chains_batch(a[0], min_rating, rating_samples, pool_size,
+                                                            max_iterations, max_drop, max_shared, restart_steps,
+                                                            *a[1:]),
+                       batch, seeds, grid, originals, rating, steps, emitted, pieces=batch)
             ok = np.arange(per_chain)[None, :] < emitted[:, None]   # chain order, then emission order
-            puzzles, rating, steps = grid[ok], rating[ok], steps[ok]
-        fresh = ~_equivalent_within(np.concatenate([*kept, puzzles]))[sum(map(len, kept)):]
+            puzzles, originals, rating, steps = grid[ok], originals[ok], rating[ok], steps[ok]
+        everything = np.concatenate([*kept, puzzles])
+        grids = solve(everything)["solutions"]
+        fresh = ~_equivalent_within(grids, grid_invariants)[sum(map(len, kept)):]   # one puzzle per grid
         kept.append(puzzles[fresh])
+        searched.append(originals[fresh])
         ratings.append(rating[fresh])
         iterations.append(steps[fresh])
     questions = np.concatenate(kept)[:count]
-    solved = solve(questions)
-    if not (solved["counts"] == 1).all():  # the search only ever keeps unique puzzles: a bug if not
-        raise AssertionError("sudoku generator produced a puzzle without a unique solution")
-    return {"questions": questions.astype(np.uint8), "answers": solved["solutions"].astype(np.uint8),
-            "ratings": solved["rating"], "full_ratings": solved["full_rating"],
+    return {"questions": questions.astype(np.uint8), **_measured(questions, zlib.crc32(f"{seed}:{stream}".encode())),
+            "search_orientation": np.concatenate(searched)[:count].astype(np.uint8),
             "search_ratings": np.concatenate(ratings)[:count], "iterations": np.concatenate(iterations)[:count],
             "chains": np.array(chains)}
 
@@ -141,134 +157,10 @@ def fill_blanks(arrays: dict[str, np.ndarray], blanks: int, seed: int) -> dict[s
         if len(empty) > blanks:
             cells = rng.choice(empty, len(empty) - blanks, replace=False)
             puzzle[cells] = answer[cells]
-    solved = solve(questions)
-    if not (solved["counts"] == 1).all() or not (solved["solutions"] == arrays["answers"]).all():
+    measured = _measured(questions, seed)
+    if not (measured["answers"] == arrays["answers"]).all():
         raise AssertionError("sudoku: filling blanks changed a solution")  # impossible: a bug if raised
-    return {**arrays, "questions": questions, "ratings": solved["rating"], "full_ratings": solved["full_rating"]}
-
-
-# --------------------------------------------------------------------------------------------
-# Symmetries: augmentation (as the reference's shuffle_sudoku), canonical form, leakage guard.
-def augment(questions: np.ndarray, answers: np.ndarray, copies: int, seed: int,
-            chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """`copies` random symmetric variants of each puzzle, seeded and vectorised.
-
-    Same distribution as HRM's shuffle_sudoku: digit permutation, transpose with p=0.5, band
-    permutation + row permutation within each band, stack permutation + column permutation within
-    each stack. Output is grouped by puzzle: [p0 copy 0..k-1, p1 copy 0..k-1, …].
-    """
-    n = len(questions)
-    total = n * copies
-    out_q = np.empty((total, 81), dtype=np.uint8)
-    out_a = np.empty((total, 81), dtype=np.uint8)
-    rng = np.random.default_rng(seed)
-    for lo in range(0, total, chunk):
-        hi = min(total, lo + chunk)
-        m = hi - lo
-        source = np.arange(lo, hi) // copies
-        digit_map = np.zeros((m, 10), dtype=np.uint8)
-        digit_map[:, 1:] = np.argsort(rng.random((m, 9)), axis=1) + 1
-        transpose = rng.random(m) < 0.5
-
-        def line_permutation() -> np.ndarray:  # (m, 9): band order × order within each band
-            bands = np.argsort(rng.random((m, 3)), axis=1)
-            within = np.argsort(rng.random((m, 3, 3)), axis=2)
-            return (bands[:, :, None] * 3 + within).reshape(m, 9)
-
-        rows, cols = line_permutation(), line_permutation()
-        mapping = rows[:, :, None] * 9 + cols[:, None, :]  # new (i, j) ← old (rows[i], cols[j])
-        for source_grids, out in ((questions, out_q), (answers, out_a)):
-            grids = source_grids[source].reshape(m, 9, 9)
-            grids = np.where(transpose[:, None, None], grids.transpose(0, 2, 1), grids).reshape(m, 81)
-            moved = np.take_along_axis(grids, mapping.reshape(m, 81), axis=1)
-            out[lo:hi] = np.take_along_axis(digit_map, moved.astype(np.int64), axis=1)
-    return out_q, out_a
-
-
-_LINE_ORDERS: np.ndarray | None = None
-
-
-def canonical(puzzles: np.ndarray) -> np.ndarray:
-    """Canonical form under all Sudoku symmetries: the lexicographically smallest grid (digits
-    relabelled in order of appearance) over transpose × band/row × stack/column permutations.
-    Equivalent puzzles — and only those — share it. Costs ≈20 CPU-ms per puzzle."""
-    global _LINE_ORDERS
-    if _LINE_ORDERS is None:
-        _LINE_ORDERS = core._line_orders(core.PERMS3)
-    puzzles = np.ascontiguousarray(puzzles, dtype=np.int8).reshape(-1, 81)
-    out = np.zeros_like(puzzles)
-    _in_chunks(lambda p, o: core.canonical_batch(p, _LINE_ORDERS, o), len(puzzles), puzzles, out)
-    return out
-
-
-_BOX_VARIANTS = np.array([[rows[i] * 3 + cols[j] for i in range(3) for j in range(3)]
-                          for rows in core.PERMS3 for cols in core.PERMS3])
-
-
-def invariants(puzzles: np.ndarray) -> list[bytes]:
-    """A cheap key equal for equivalent puzzles (a necessary condition, vectorised): sorted digit
-    counts, clue counts per row/column sorted within bands/stacks and across them (row and column
-    signatures sorted as a pair for transposition), and the 3×3 box clue-count matrix minimised over
-    row/column permutations and transposition."""
-    puzzles = np.asarray(puzzles).reshape(-1, 81).astype(np.int64)
-    n = len(puzzles)
-    grid = puzzles.reshape(n, 9, 9)
-    filled = grid > 0
-    digit_counts = np.sort(np.stack([(puzzles == d).sum(1) for d in range(1, 10)], 1), 1)
-
-    def line_signature(counts: np.ndarray) -> np.ndarray:  # (n, 9) → (n, 9) invariant
-        within = np.sort(counts.reshape(n, 3, 3), axis=2)
-        keys = within @ np.array([100, 10, 1])
-        order = np.argsort(keys, axis=1)
-        return np.take_along_axis(within, order[:, :, None], axis=1).reshape(n, 9)
-
-    row_sig = line_signature(filled.sum(2))
-    col_sig = line_signature(filled.sum(1))
-    boxes = filled.reshape(n, 3, 3, 3, 3).sum((2, 4)).reshape(n, 9)
-    box_variants = np.concatenate([boxes[:, _BOX_VARIANTS],
-                                   boxes.reshape(n, 3, 3).transpose(0, 2, 1).reshape(n, 9)[:, _BOX_VARIANTS]], 1)
-    weights = 10 ** np.arange(8, -1, -1)
-    box_sig = (box_variants @ weights).min(1)
-    keys = []
-    for i in range(n):
-        pair = sorted([tuple(row_sig[i]), tuple(col_sig[i])])
-        keys.append(np.concatenate([digit_counts[i], pair[0], pair[1], [box_sig[i]]]).astype(np.int64).tobytes())
-    return keys
-
-
-def equivalent_to_any(candidates: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """mask[i] = candidates[i] is equivalent to some reference puzzle (canonical forms are computed
-    only where the cheap invariant collides)."""
-    reference_keys = invariants(reference)
-    candidate_keys = invariants(candidates)
-    lookup: dict[bytes, list[int]] = {}
-    for j, key in enumerate(reference_keys):
-        lookup.setdefault(key, []).append(j)
-    mask = np.zeros(len(candidates), dtype=bool)
-    suspects = [i for i, key in enumerate(candidate_keys) if key in lookup]
-    if not suspects:
-        return mask
-    partners = sorted({j for i in suspects for j in lookup[candidate_keys[i]]})
-    canon_ref = {bytes(c) for c in canonical(reference[partners])}
-    for i, form in zip(suspects, canonical(candidates[suspects])):
-        mask[i] = bytes(form) in canon_ref
-    return mask
-
-
-def _equivalent_within(puzzles: np.ndarray) -> np.ndarray:
-    """mask[i] = puzzles[i] is equivalent to an earlier puzzle of the same set."""
-    keys = invariants(puzzles)
-    seen: dict[bytes, list[int]] = {}
-    for i, key in enumerate(keys):
-        seen.setdefault(key, []).append(i)
-    mask = np.zeros(len(puzzles), dtype=bool)
-    suspects = sorted(i for group in seen.values() if len(group) > 1 for i in group)
-    if suspects:
-        forms: set[bytes] = set()
-        for i, form in zip(suspects, canonical(puzzles[suspects])):
-            mask[i] = bytes(form) in forms
-            forms.add(bytes(form))
-    return mask
+    return {**arrays, "questions": questions, **measured}
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,7 +183,9 @@ def _parse_grid(text: str, path: str, line: int, what: str, blanks: str) -> np.n
 def load(path: str) -> dict[str, np.ndarray]:
     """Reference CSV (`source,question,answer,rating`) or one 81-char puzzle per line (`#` comments).
 
-    Plain-format answers come from our solver; every puzzle must have exactly one solution.
+    Plain-format answers come from our solver; every puzzle must have exactly one solution. Guess
+    counts are of the given orientation (one search each, cheap for big files); `stats` measures the
+    symmetry-averaged rating.
     """
     text = read_text(path, "sudoku data file")
     questions, answers, lines, source_ratings = [], [], [], []
@@ -337,8 +231,8 @@ def load(path: str) -> dict[str, np.ndarray]:
             raise DataError(f"{path}:{lines[i]}: answer is not a valid solution of the question")
     else:
         answer_array = solved["solutions"].astype(np.uint8)
-    arrays = {"questions": question_array, "answers": answer_array, "ratings": solved["rating"],
-              "full_ratings": solved["full_rating"], "solution_counts": solved["counts"]}
+    arrays = {"questions": question_array, "answers": answer_array, "guesses_first": solved["guesses_first"],
+              "guesses_complete": solved["guesses_complete"], "solution_counts": solved["counts"]}
     if source_ratings:
         arrays["source_ratings"] = np.array(source_ratings)
     return arrays
