@@ -38,7 +38,7 @@ def _common_run_options(function):
                             help="size the model to HRM for this task/preset: params | flops | none")(function)
     function = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                             help="override a config key, dotted by section: model.*, task.*, train.*")(function)
-    function = click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")(function)
+    function = click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper (trm also: paper-mlp)")(function)
     function = click.option("--task", "task_name", required=True, help="task name (see `bench list`)")(function)
     function = click.option("--model", "model_name", required=True, help="model name (see `bench list`)")(function)
     return function
@@ -151,7 +151,7 @@ def _describe_match(match: dict) -> str:
 @click.option("--models", required=True, help="comma-separated model names, or all")
 @click.option("--tasks", required=True, help="comma-separated task names, or all")
 @click.option("--seeds", default=1, show_default=True, type=int, help="run seeds 0..N-1")
-@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")
+@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper (trm also: paper-mlp)")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override for every run")
 @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="results directory")
 @click.option("--address", default=None, help="Ray cluster to join (default: start a local one)")

@@ -31,7 +31,7 @@ from bench.losses import LOSSES, sequence_mean_loss
 from bench.measure import Stopwatch, count_flops
 from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.optim import AdamAtan2, SignSGD, learning_rate
-from bench.sampling import Sampler
+from bench.sampling import Sampler, make_sampler
 from models.protocol import PARAMETER_GROUPS, SegmentModel
 from tasks.protocol import TaskData, TaskSpec
 
@@ -92,7 +92,10 @@ class Trainer:
         self.progress = progress
         self.loss_fn = LOSSES[config.loss]
         self.optimizers = self._build_optimizers()
-        self.ema = {k: v.detach().clone() for k, v in model.named_parameters()} if config.ema > 0 else None
+        # EMA of the model's weights; puzzle tables are left out, as TRM's reference (its table is a buffer)
+        tables = {id(p) for p in model.puzzle_embedding_parameters()}
+        self.ema = ({k: v.detach().clone() for k, v in model.named_parameters() if id(v) not in tables}
+                    if config.ema > 0 else None)
         self.step = 0
         self.examples = 0
         self.train_seconds = 0.0
@@ -230,7 +233,8 @@ class Trainer:
         if self.ema is not None:
             with torch.no_grad():
                 for name, parameter in self.model.named_parameters():
-                    self.ema[name].lerp_(parameter.detach(), 1 - config.ema)
+                    if name in self.ema:
+                        self.ema[name].lerp_(parameter.detach(), 1 - config.ema)
         self.carry = {k: v.detach() for k, v in carry.items()}
         self.halted = halted
         self.step += 1
@@ -260,7 +264,7 @@ class Trainer:
         from tqdm import tqdm
 
         if self.sampler is None:
-            self.sampler = Sampler(len(data), seed)
+            self.sampler = make_sampler(self.config, data, seed)
         total = self.config.total_steps
         bar = tqdm(total=total, initial=self.step, desc="train", unit="step",
                    disable=not (self.progress and self.world.is_main),
@@ -292,7 +296,8 @@ class Trainer:
         shadow = copy.deepcopy(self.model)
         with torch.no_grad():
             for name, parameter in shadow.named_parameters():
-                parameter.copy_(self.ema[name])
+                if name in self.ema:
+                    parameter.copy_(self.ema[name])
         return shadow
 
     @torch.no_grad()
@@ -368,5 +373,5 @@ class Trainer:
     def save_checkpoint(self, path: Path) -> None:
         save_checkpoint(self, path)
 
-    def load_checkpoint(self, path: Path, data_size: int, seed: int) -> None:
-        load_checkpoint(self, path, data_size, seed)
+    def load_checkpoint(self, path: Path, data: TaskData, seed: int) -> None:
+        load_checkpoint(self, path, data, seed)

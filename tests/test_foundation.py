@@ -117,7 +117,7 @@ def test_same_seed_same_metrics(tmp_path):
     assert strip(first["metrics"]) == strip(second["metrics"])
 
 
-@pytest.mark.parametrize("extra", [(), ("train.segments=3", "train.act=true")])
+@pytest.mark.parametrize("extra", [(), ("train.segments=3", "train.act=true"), ("train.sampler=groups", "train.sampler_epochs=2")])
 def test_resume_reaches_the_same_final_metrics(tmp_path, extra):
     config = smoke_config(*extra)
     reference = execute(config, tmp_path / "straight", progress=False)
