@@ -365,6 +365,16 @@ def check(models, tasks, update_floors):
         sys.exit(1)
 
 
+@cli.command("gpu-check")
+@click.option("--out", default="reports/gpu-check", show_default=True, type=click.Path(file_okay=False))
+def gpu_check(out):
+    """Prove the CUDA paths on one GPU (≈8 min): fast-path agreement, a paper-preset step of every model,
+    a short paper HRM run; writes a JSON + markdown record. Without a GPU: one line, exit 0."""
+    from bench.gpu_check import main as run_gpu_check
+
+    return run_gpu_check(Path(out))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line and exit 2 for every user error, never a traceback."""
     try:
