@@ -73,6 +73,7 @@ class TrainConfig:
     progressive_alpha: float = added_later(0.0)   # progressive loss weight α (Bansal et al. 2022); 0 = plain
     sampler: str = added_later("uniform")   # uniform (every example shuffled) | groups (the reference's, bench/sampling.py)
     sampler_epochs: int = added_later(1)    # groups: epochs laid end to end before the last partial batch is dropped
+    compile: bool = added_later(False)      # torch.compile the training segment forward (docs/speed.md)
     checkpoint_every: int = 0         # optimiser steps between checkpoints; 0 = every 10% of the run
     log_every: int = 10               # steps between training-curve points
     precision: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16

@@ -107,6 +107,10 @@ class Trainer:
         self.batch: dict[str, torch.Tensor] | None = None
         self.steps_in_carry: torch.Tensor | None = None
         self.halted: torch.Tensor | None = None
+        # train.compile: the training forward compiled (graph breaks fall back to eager); the FLOP-counted
+        # first step and evaluation stay eager. Measurements: docs/speed.md.
+        self.forward = torch.compile(self.model) if getattr(config, "compile", False) else self.model
+        self.eager_step = False
         use_bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
 
@@ -177,7 +181,8 @@ class Trainer:
         alpha = config.progressive_alpha
         with self._autocast():
             # progressive loss at alpha = 1 needs no full-depth pass (DeepThinking's recipe skips it too)
-            carry, outputs = self.model(self.carry, batch) if alpha < 1 else (self.carry, {})
+            forward = self.model if self.eager_step else self.forward
+            carry, outputs = forward(self.carry, batch) if alpha < 1 else (self.carry, {})
             progressive = self._progressive_logits(batch) if alpha > 0 else None
         self.steps_in_carry = self.steps_in_carry + 1
         logits = outputs["logits"] if "logits" in outputs else progressive
@@ -205,7 +210,7 @@ class Trainer:
             means["q_halt_accuracy"] = ((outputs["q_halt_logits"] > 0) == correct).float().mean()
         if config.act and config.segments > 1 and "q_continue_logits" in outputs:
             with torch.no_grad(), self._autocast():
-                _, next_outputs = self.model(carry, batch)
+                _, next_outputs = (self.model if self.eager_step else self.forward)(carry, batch)
             next_halt, next_continue = next_outputs["q_halt_logits"], next_outputs["q_continue_logits"]
             target = torch.sigmoid(torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue)))
             q_continue_loss = F.binary_cross_entropy_with_logits(outputs["q_continue_logits"], target)
@@ -273,8 +278,10 @@ class Trainer:
             while self.step < total:
                 with Stopwatch(self.device) as watch:
                     if self.flops_per_step is None:
+                        self.eager_step = True   # FLOPs are counted on the eager graph
                         with count_flops() as counted:
                             metrics = self.train_step(data)
+                        self.eager_step = False
                         self.flops_per_step = self.world.sum_int(counted["flops"])  # all ranks' work
                     else:
                         metrics = self.train_step(data)
