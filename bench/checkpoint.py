@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from bench.sampling import Sampler
+from bench.sampling import make_sampler
 from tasks.files import atomic_write_bytes
 
 
@@ -54,7 +54,8 @@ def save_checkpoint(trainer, path: Path) -> None:
     if trainer.world.is_main:
         atomic_write_bytes(Path(path), save(tensors, metadata={"trainer": json.dumps(meta)}))
 
-def load_checkpoint(trainer, path: Path, data_size: int, seed: int) -> None:
+def load_checkpoint(trainer, path: Path, data, seed: int) -> None:
+    """`data`: the training split (the sampler is rebuilt over it, then given its saved state)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
@@ -70,7 +71,9 @@ def load_checkpoint(trainer, path: Path, data_size: int, seed: int) -> None:
                 state.setdefault(int(param_id), {})[slot] = value
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
     if trainer.ema is not None:
-        trainer.ema = {k[4:]: v.to(trainer.device) for k, v in tensors.items() if k.startswith("ema.")}
+        # only what this trainer averages (a checkpoint from before puzzle tables were left out has them)
+        trainer.ema = {k[4:]: v.to(trainer.device) for k, v in tensors.items()
+                       if k.startswith("ema.") and k[4:] in trainer.ema}
     rows = trainer.world.rows  # this rank's rows of the saved global batch
     trainer.carry = {k[6:]: rows(v).to(trainer.device) for k, v in tensors.items() if k.startswith("carry.")}
     trainer.batch = {k[6:]: rows(v).to(trainer.device) for k, v in tensors.items() if k.startswith("batch.")} or None
@@ -80,7 +83,7 @@ def load_checkpoint(trainer, path: Path, data_size: int, seed: int) -> None:
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and trainer.device.type == "cuda":
         torch.cuda.set_rng_state(tensors["rng.cuda"])
-    trainer.sampler = Sampler(data_size, seed)
+    trainer.sampler = make_sampler(trainer.config, data, seed)
     trainer.sampler.generator.set_state(tensors["sampler.generator"])
     trainer.sampler.order = tensors["sampler.order"]
     trainer.sampler.position = meta["sampler_position"]

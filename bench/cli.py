@@ -68,7 +68,7 @@ def _common_run_options(function):
                             help="size the model to HRM for this task/preset: params | flops | none")(function)
     function = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                             help="override a config key, dotted by section: model.*, task.*, train.*")(function)
-    function = click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")(function)
+    function = click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper (trm also: paper-mlp)")(function)
     function = click.option("--task", "task_name", required=True, help="task name (see `bench list`)")(function)
     function = click.option("--model", "model_name", required=True, help="model name (see `bench list`)")(function)
     return function
@@ -215,7 +215,7 @@ def _describe_match(match: dict) -> str:
 @click.option("--models", required=True, help="comma-separated model names, or all")
 @click.option("--tasks", required=True, help="comma-separated task names, or all")
 @click.option("--seeds", default=1, show_default=True, type=int, help="run seeds 0..N-1")
-@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")
+@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper (trm also: paper-mlp)")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override for every run")
 @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="results directory")
 @click.option("--address", default=None, help="Ray cluster to join (default: start a local one)")
@@ -446,6 +446,16 @@ def check(models, tasks, update_floors):
         for line in failures:
             click.echo(f"FAIL {line}", err=True)
         sys.exit(1)
+
+
+@cli.command("gpu-check")
+@click.option("--out", default="reports/gpu-check", show_default=True, type=click.Path(file_okay=False))
+def gpu_check(out):
+    """Prove the CUDA paths on one GPU (≈8 min): fast-path agreement, a paper-preset step of every model,
+    a short paper HRM run; writes a JSON + markdown record. Without a GPU: one line, exit 0."""
+    from bench.gpu_check import main as run_gpu_check
+
+    return run_gpu_check(Path(out))
 
 
 def main(argv: list[str] | None = None) -> int:

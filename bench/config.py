@@ -79,6 +79,9 @@ class TrainConfig:
     # what ends training (docs/training.md): steps | examples (max_examples fresh examples) | flops (max_flops)
     budget: str = added_later("steps")
     max_flops: float = added_later(0.0)   # training FLOPs, as the suite's counter measures them
+    sampler: str = added_later("uniform")   # uniform (every example shuffled) | groups (the reference's, bench/sampling.py)
+    sampler_epochs: int = added_later(1)    # groups: epochs laid end to end before the last partial batch is dropped
+    compile: bool = added_later(False)      # torch.compile the training segment forward (docs/speed.md)
     checkpoint_every: int = 0         # optimiser steps between checkpoints; 0 = every 10% of the run
     log_every: int = 10               # steps between training-curve points
     precision: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
@@ -93,7 +96,7 @@ class TrainConfig:
         choices = {"optimizer": ("adam_atan2", "adamw"), "lr_schedule": ("constant", "cosine"),
                    "loss": ("stablemax", "softmax"), "eval_halting": ("fixed", "learned"),
                    "iteration_rule": ("fixed", "random", "best_of_k"), "budget": ("steps", "examples", "flops"),
-                   "precision": ("auto", "fp32", "bf16")}
+                   "precision": ("auto", "fp32", "bf16"), "sampler": ("uniform", "groups")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"train.{key}={getattr(self, key)!r} is not one of: {', '.join(allowed)}")
@@ -107,6 +110,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{key} must be >= 1, got {getattr(self, key)}")
         if any(point < 1 for point in self.test_time_points):
             raise ConfigError(f"train.test_time_points must all be >= 1, got {list(self.test_time_points)}")
+        if self.sampler_epochs < 1:
+            raise ConfigError(f"train.sampler_epochs must be >= 1, got {self.sampler_epochs}")
         for key in ("diagnostics_examples", "max_examples", "max_flops", "eval_segments", "eval_every", "checkpoint_every", "lr_warmup_steps"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
@@ -268,15 +273,19 @@ def resolve(model_name: str, task_name: str, preset: str = "cpu", overrides: lis
         task_entry = get_task_entry(task_name)
     except RegistryError as error:
         raise ConfigError(str(error)) from None
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose from: {', '.join(PRESETS)}")
+    base = base_preset(preset)
+    variants = sorted(name for name in model_entry.cls.presets if "@" not in name and name not in PRESETS)
+    if base not in PRESETS or (preset != base and preset not in model_entry.cls.presets):
+        raise ConfigError(f"unknown preset {preset!r} for {model_name}; choose from: "
+                          f"{', '.join([*PRESETS, *variants])}")
     overrides = tuple(overrides)
     classes = {"model": model_entry.config, "task": task_entry.config, "train": TrainConfig}
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
-    for key, value in task_entry.presets[preset].items():
+    for key, value in task_entry.presets[base].items():
         _apply(values, classes, key, value, strict=not key.startswith("model."), from_text=False)
-    for key, value in model_entry.cls.presets.get(preset, {}).items():
-        _apply(values, classes, key, value, strict=True, from_text=False)
+    for name in model_preset_chain(preset, task_name):
+        for key, value in model_entry.cls.presets.get(name, {}).items():
+            _apply(values, classes, key, value, strict=True, from_text=False)
     for key, value in parse_overrides(overrides).items():
         _apply(values, classes, key, value, strict=True, from_text=True)
     if seed is not None:
@@ -293,6 +302,20 @@ def resolve(model_name: str, task_name: str, preset: str = "cpu", overrides: lis
     check_model_numbers(model_config)
     check_task_sizes(task_config)
     return RunConfig(model_name, task_name, preset, model_config, task_config, train, device, overrides=overrides)
+
+
+def base_preset(preset: str) -> str:
+    """The task preset a model's variant preset builds on: `paper-mlp` → `paper`."""
+    return preset.split("-", 1)[0]
+
+
+def model_preset_chain(preset: str, task_name: str) -> list[str]:
+    """The model presets applied, in order, for `preset` on a task: the base (`paper`), the base on
+    this task (`paper@maze`: where the reference's command for that task differs), then the same two
+    for a variant (`paper-mlp`, `paper-mlp@maze`)."""
+    base = base_preset(preset)
+    chain = [base, f"{base}@{task_name}"]
+    return chain + ([preset, f"{preset}@{task_name}"] if preset != base else [])
 
 
 def check_model_numbers(config: Any) -> None:
@@ -349,5 +372,5 @@ def _reference_defaults(model_entry, task_name: str, preset: str, overrides, dev
     rules = {k: rule for k, rule in model_entry.cls.reference_defaults.items() if k not in explicit}
     if not rules or model_entry.name == REFERENCE_MODEL:
         return {}
-    reference = resolve(REFERENCE_MODEL, task_name, preset, non_model_overrides(overrides), device=device)
+    reference = resolve(REFERENCE_MODEL, task_name, base_preset(preset), non_model_overrides(overrides), device=device)
     return {key: rule(reference.model) for key, rule in rules.items()}

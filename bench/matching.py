@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import torch
 
-from bench.config import REFERENCE_MODEL, ConfigError, RunConfig, non_model_overrides, parse_overrides, resolve
+from bench.config import REFERENCE_MODEL, ConfigError, RunConfig, base_preset, non_model_overrides, parse_overrides, resolve
 from bench.measure import flops_of
 from models.registry import get_model_entry
 from tasks.registry import create_task
@@ -211,7 +211,8 @@ def _sized(run: RunConfig, mode: str, overrides: tuple[str, ...]) -> tuple[Any, 
         return run.model, {**record, "skipped": f"{', '.join('model.' + k for k in clash)} set explicitly: not resized"}
     log.info("sizing %s to %s's %s (a width search on the meta device)…", run.model_name, REFERENCE_MODEL,
              "parameter count" if mode == "params" else "inference FLOPs")
-    reference = resolve(REFERENCE_MODEL, run.task_name, run.preset, non_model_overrides(overrides), device=run.device)
+    reference = resolve(REFERENCE_MODEL, run.task_name, base_preset(run.preset), non_model_overrides(overrides),
+                        device=run.device)
     spec = sizing_spec(run)
     target = _measure(mode, REFERENCE_MODEL, spec, reference.train)(reference.model)
     try:

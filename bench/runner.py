@@ -222,7 +222,7 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
     else:
         run_dir, started_at = resuming
         try:
-            trainer.load_checkpoint(run_dir / CHECKPOINT, len(train_data), run.train.seed)
+            trainer.load_checkpoint(run_dir / CHECKPOINT, train_data, run.train.seed)
         except Exception as error:  # truncated or foreign file: safetensors/torch raise many kinds
             raise ResultsError(f"--resume {run_dir}: unreadable checkpoint ({type(error).__name__}: "
                                f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from None

@@ -31,7 +31,7 @@ from bench.losses import LOSSES, sequence_losses, sequence_mean_loss
 from bench.measure import Stopwatch, count_flops
 from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.optim import AdamAtan2, SignSGD, learning_rate
-from bench.sampling import Sampler
+from bench.sampling import Sampler, make_sampler
 from models.protocol import PARAMETER_GROUPS, SegmentModel
 from tasks.protocol import TaskData, TaskSpec
 
@@ -97,7 +97,10 @@ class Trainer:
         self.progress = progress
         self.loss_fn = LOSSES[config.loss]
         self.optimizers = self._build_optimizers()
-        self.ema = {k: v.detach().clone() for k, v in model.named_parameters()} if config.ema > 0 else None
+        # EMA of the model's weights; puzzle tables are left out, as TRM's reference (its table is a buffer)
+        tables = {id(p) for p in model.puzzle_embedding_parameters()}
+        self.ema = ({k: v.detach().clone() for k, v in model.named_parameters() if id(v) not in tables}
+                    if config.ema > 0 else None)
         self.step = 0
         self.examples = 0
         self.train_seconds = 0.0
@@ -110,6 +113,10 @@ class Trainer:
         self.batch: dict[str, torch.Tensor] | None = None
         self.steps_in_carry: torch.Tensor | None = None
         self.halted: torch.Tensor | None = None
+        # train.compile: the training forward compiled (graph breaks fall back to eager); the FLOP-counted
+        # first step and evaluation stay eager. Measurements: docs/speed.md.
+        self.forward = torch.compile(self.model) if getattr(config, "compile", False) else self.model
+        self.eager_step = False
         use_bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
 
@@ -183,7 +190,8 @@ class Trainer:
         with self._autocast():
             # progressive loss at alpha = 1 needs no full-depth pass (DeepThinking's recipe skips it too)
             full_pass = alpha < 1 and rule == "fixed"
-            carry, outputs = self.model(self.carry, batch) if full_pass else (self.carry, {})
+            forward = self.model if self.eager_step else self.forward
+            carry, outputs = forward(self.carry, batch) if full_pass else (self.carry, {})
             progressive = self._progressive_logits(batch) if alpha > 0 else None
             if rule != "fixed":
                 outputs["logits"], lm_loss, steps_used = self._iteration_rule(batch, labels)
@@ -214,7 +222,7 @@ class Trainer:
             means["q_halt_accuracy"] = ((outputs["q_halt_logits"] > 0) == correct).float().mean()
         if config.act and config.segments > 1 and "q_continue_logits" in outputs:
             with torch.no_grad(), self._autocast():
-                _, next_outputs = self.model(carry, batch)
+                _, next_outputs = (self.model if self.eager_step else self.forward)(carry, batch)
             next_halt, next_continue = next_outputs["q_halt_logits"], next_outputs["q_continue_logits"]
             target = torch.sigmoid(torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue)))
             q_continue_loss = F.binary_cross_entropy_with_logits(outputs["q_continue_logits"], target)
@@ -242,7 +250,8 @@ class Trainer:
         if self.ema is not None:
             with torch.no_grad():
                 for name, parameter in self.model.named_parameters():
-                    self.ema[name].lerp_(parameter.detach(), 1 - config.ema)
+                    if name in self.ema:
+                        self.ema[name].lerp_(parameter.detach(), 1 - config.ema)
         self.carry = {k: v.detach() for k, v in carry.items()}
         self.halted = halted
         self.step += 1
@@ -324,7 +333,7 @@ class Trainer:
         from tqdm import tqdm
 
         if self.sampler is None:
-            self.sampler = Sampler(len(data), seed)
+            self.sampler = make_sampler(self.config, data, seed)
         bar = tqdm(total=self.planned_steps(), initial=self.step, desc="train", unit="step",
                    disable=not (self.progress and self.world.is_main),
                    dynamic_ncols=True, leave=False)
@@ -332,8 +341,10 @@ class Trainer:
             while not self.budget_spent():
                 with Stopwatch(self.device) as watch:
                     if self.flops_per_step is None or self.step_cost_varies:
+                        self.eager_step = True   # FLOPs are counted on the eager graph
                         with count_flops() as counted:
                             metrics = self.train_step(data)
+                        self.eager_step = False
                         self.flops_total += self.world.sum_int(counted["flops"])  # all ranks' work
                         self.flops_per_step = self.flops_total // self.step
                     else:
@@ -360,7 +371,8 @@ class Trainer:
         shadow = copy.deepcopy(self.model)
         with torch.no_grad():
             for name, parameter in shadow.named_parameters():
-                parameter.copy_(self.ema[name])
+                if name in self.ema:
+                    parameter.copy_(self.ema[name])
         return shadow
 
     @torch.no_grad()
@@ -436,5 +448,5 @@ class Trainer:
     def save_checkpoint(self, path: Path) -> None:
         save_checkpoint(self, path)
 
-    def load_checkpoint(self, path: Path, data_size: int, seed: int) -> None:
-        load_checkpoint(self, path, data_size, seed)
+    def load_checkpoint(self, path: Path, data: TaskData, seed: int) -> None:
+        load_checkpoint(self, path, data, seed)

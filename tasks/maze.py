@@ -74,11 +74,15 @@ PRESETS: dict[str, dict[str, Any]] = {
             "train.steps": 400, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,
             "train.weight_decay": 0.1, "train.segments": 2, "train.act": True, "train.eval_batch_size": 256,
             "train.diagnostics_examples": 128},
-    # HRM's Maze-Hard-1k recipe (docs/reference.md (HRM)): for GPUs
+    # HRM's Maze-Hard-1k command (docs/reference.md (HRM)): for GPUs. epochs=20000 eval_interval=2000
+    # lr=1e-4 puzzle_emb_lr=1e-4 weight_decay=1.0 puzzle_emb_weight_decay=1.0, batch 768; the reference
+    # sampler over 2000-epoch passes takes 10 × ⌊2000·1000/768⌋ = 26040 steps (docs/presets.md).
     "paper": {"task.grid": 30, "task.train_size": 1000, "task.test_size": 1000, "task.min_path": 110,
               "model.hidden": 512, "model.num_heads": 8,
-              "train.steps": 26041, "train.batch_size": 768, "train.lr": 1e-4, "train.lr_warmup_steps": 2000,
-              "train.weight_decay": 1.0, "train.puzzle_emb_lr": 1e-4, "train.segments": 16, "train.act": True,
+              "train.steps": 26040, "train.batch_size": 768, "train.lr": 1e-4, "train.lr_warmup_steps": 2000,
+              "train.weight_decay": 1.0, "train.puzzle_emb_lr": 1e-4, "train.puzzle_emb_weight_decay": 1.0,
+              "train.segments": 16, "train.act": True, "train.sampler": "groups", "train.sampler_epochs": 2000,
+              "train.eval_every": 2604,
               "train.loss": "stablemax", "train.optimizer": "adam_atan2", "train.eval_batch_size": 256},
 }
 

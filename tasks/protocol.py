@@ -52,6 +52,9 @@ class TaskData:
 
     `positions` (N, L) int64, optional: task-supplied position indices that batches carry as
     `batch["positions"]` (models' InputEmbedding uses them instead of 0..L-1).
+    `meta["groups"]` / `meta["puzzles"]` (N,), optional, training split: the puzzle group (original
+    puzzle, ARC task) and puzzle (augmented variant) of each row, for the reference's group sampler
+    (bench/sampling.py); absent, every row is its own group and puzzle.
     """
 
     inputs: torch.Tensor

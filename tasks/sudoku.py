@@ -210,6 +210,9 @@ class SudokuTask(Task):
         for key in ("chains", "leaked_dropped"):
             if key in arrays:
                 meta[key] = int(arrays[key])
+        if len(questions) > originals:  # the puzzle each row was augmented from (the reference sampler's groups)
+            copies = self.config.augmentations
+            meta["groups"] = torch.cat([torch.arange(originals), torch.arange(originals).repeat_interleave(copies)])
         return TaskData(inputs, labels, torch.zeros(len(inputs), dtype=torch.long), meta)
 
     def score(self, data: TaskData, predictions: torch.Tensor, **extra) -> dict[str, Any]:

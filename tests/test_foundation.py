@@ -133,7 +133,7 @@ def test_thread_count_is_in_the_config_hash_and_validated():
         smoke_config("train.threads=5000")
 
 
-@pytest.mark.parametrize("extra", [(), ("train.segments=3", "train.act=true")])
+@pytest.mark.parametrize("extra", [(), ("train.segments=3", "train.act=true"), ("train.sampler=groups", "train.sampler_epochs=2")])
 def test_resume_reaches_the_same_final_metrics(tmp_path, extra):
     config = smoke_config(*extra)
     reference = execute(config, tmp_path / "straight", progress=False)

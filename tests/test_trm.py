@@ -136,3 +136,29 @@ def test_smoke_run_on_maze_uses_ema(tmp_path):
     assert summary["status"] == "complete"
     assert summary["config"]["train"]["ema"] == 0.9
     assert 1.0 <= summary["metrics"]["test"]["mean_segments_used"] <= 2.0
+
+
+def test_ema_leaves_the_puzzle_table_out():
+    """As the reference (its table is a buffer the EMA helper never sees): evaluation reads the live
+    puzzle table and the EMA of every other weight."""
+    from bench.config import TrainConfig
+    from bench.trainer import Sampler, Trainer
+    from tasks.protocol import TaskData
+
+    spec = TaskSpec(vocab_size=6, seq_len=10, num_puzzle_ids=3)
+    model = tiny_model(spec=spec)
+    batch = tiny_batch(size=4)
+    data = TaskData(batch["inputs"], batch["labels"], torch.tensor([1, 2, 1, 2]))
+    trainer = Trainer(model, spec, TrainConfig(batch_size=4, lr_warmup_steps=0, ema=0.5, puzzle_emb_lr=0.1),
+                      "cpu", progress=False)
+    trainer.sampler = Sampler(len(data), seed=0)
+    for _ in range(3):
+        trainer.train_step(data)
+    table = model.embedding.puzzle_embedding.weight
+    assert not any(value is table for value in trainer.ema.values()) and len(trainer.ema) == len(list(model.parameters())) - 1
+    shadow = trainer.eval_model()
+    assert torch.equal(shadow.embedding.puzzle_embedding.weight, table)          # the live table
+    assert table[1].abs().sum() > 0                                              # which did train
+    weight = dict(shadow.named_parameters())
+    averaged = [name for name, value in model.named_parameters() if not torch.equal(weight[name], value)]
+    assert averaged and "embedding.puzzle_embedding.weight" not in averaged

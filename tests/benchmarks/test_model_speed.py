@@ -111,3 +111,19 @@ def test_speed_check_retries_a_transient_slowdown_but_fails_a_real_one(assert_sp
         assert_speed(key, 1e3, workload=lambda: time.sleep(0.25))
     with pytest.raises(AssertionError, match="× its baseline"):
         assert_speed(key, 1e3)
+
+
+def test_compiled_hrm_training_step(benchmark):
+    """`train.compile`: HRM's training step with the segment forward compiled (docs/speed.md), recorded
+    beside the eager step of the same config; both take the same first steps from the same seed, so
+    their losses must agree (compilation may reorder floating-point sums, not change the maths)."""
+    compiled, data, model = _setup("hrm", "sudoku", ["train.compile=true"])
+    eager, eager_data, _ = _setup("hrm", "sudoku")
+    for _ in range(2):   # compilation happens here, outside the timed rounds
+        assert compiled.train_step(data)["loss"] == pytest.approx(eager.train_step(eager_data)["loss"], rel=1e-4)
+    eager_seconds = sorted(timeit.repeat(lambda: eager.train_step(eager_data), number=1, repeat=5))[2]
+    benchmark.group = "train-compiled"
+    benchmark.pedantic(compiled.train_step, args=(data,), rounds=5, iterations=1, warmup_rounds=1)
+    median = benchmark.stats.stats.median
+    benchmark.extra_info.update(eager_median_seconds=eager_seconds, speedup_over_eager=eager_seconds / median,
+                                params=model.parameter_counts()["params"], threads=torch.get_num_threads())
