@@ -31,7 +31,7 @@ REFERENCE_MODEL = "hrm"
 # Upper bounds on counts that would otherwise make a run that never ends or cannot be held in memory.
 TRAIN_LIMITS = {"steps": 10**9, "max_examples": 10**12, "batch_size": 2**20, "eval_batch_size": 2**20,
                 "segments": 1024, "eval_segments": 1024, "test_time_points": 1024,
-                "diagnostics_examples": 10**6, "threads": 1024,
+                "diagnostics_examples": 10**6, "threads": 1024, "stop_selector_steps": 10**6,
                 "max_flops": 1e24}
 # task.*_size fields count examples of one split (held in memory); task.augmentations multiplies them.
 MAX_SPLIT_EXAMPLES = 10**7
@@ -77,6 +77,7 @@ class TrainConfig:
     iteration_rule: str = added_later("fixed")
     iterations_min: int = added_later(1)
     # what ends training (docs/training.md): steps | examples (max_examples fresh examples) | flops (max_flops)
+    stop_selector_steps: int = added_later(0)   # > 0: train a stop selector this many steps after training
     budget: str = added_later("steps")
     max_flops: float = added_later(0.0)   # training FLOPs, as the suite's counter measures them
     sampler: str = added_later("uniform")   # uniform (every example shuffled) | groups (the reference's, bench/sampling.py)
@@ -112,7 +113,7 @@ class TrainConfig:
             raise ConfigError(f"train.test_time_points must all be >= 1, got {list(self.test_time_points)}")
         if self.sampler_epochs < 1:
             raise ConfigError(f"train.sampler_epochs must be >= 1, got {self.sampler_epochs}")
-        for key in ("diagnostics_examples", "max_examples", "max_flops", "eval_segments", "eval_every", "checkpoint_every", "lr_warmup_steps"):
+        for key in ("diagnostics_examples", "max_examples", "max_flops", "stop_selector_steps", "eval_segments", "eval_every", "checkpoint_every", "lr_warmup_steps"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
         for key, limit in TRAIN_LIMITS.items():
@@ -143,6 +144,8 @@ class TrainConfig:
         for key, (name, value) in needs.items():
             if value > 0 and self.budget != key:
                 raise ConfigError(f"train.{name} > 0 is a budget: set train.budget={key} with it")
+        if self.stop_selector_steps > 0 and self.segments != 1:
+            raise ConfigError("train.stop_selector_steps > 0 needs train.segments=1 (it stops the model's own iterations)")
         if self.iterations_min < 1:
             raise ConfigError(f"train.iterations_min must be >= 1, got {self.iterations_min}")
         if self.lr <= 0 or self.puzzle_emb_lr < 0:

@@ -19,6 +19,7 @@ from bench.distributed import World, current_world
 from bench.measure import environment, model_flops_utilisation, peak_memory_bytes, reset_peak_memory
 from bench.results import (CHECKPOINT, SUMMARY, ResultsError, atomic_write_json, ensure_writable,
                            find_resumable, new_run_id, read_summary)
+from bench.stop_selector import evaluate_stops, train_selector
 from bench.trainer import Diverged, Trainer
 from models.registry import create_model
 from tasks.protocol import TaskData, constant_answer_accuracy
@@ -70,7 +71,8 @@ def build(run: RunConfig):
     except (TypeError, ValueError, ArithmeticError) as error:  # e.g. model.hidden=0 divides by zero
         raise ConfigError(f"model config: {error} (check the model.* values)") from None
     varied = ("train.progressive_alpha > 0" if run.train.progressive_alpha > 0 else
-              f"train.iteration_rule={run.train.iteration_rule}" if run.train.iteration_rule != "fixed" else None)
+              f"train.iteration_rule={run.train.iteration_rule}" if run.train.iteration_rule != "fixed" else
+              "train.stop_selector_steps > 0" if run.train.stop_selector_steps > 0 else None)
     if varied and model.progressive_iterations_key is None:
         raise ConfigError(f"{varied}: model {run.model_name!r} has no iteration count to vary "
                           "(models with one: dtnet, looped)")
@@ -286,6 +288,12 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
     # batches differ from training's; MFU against the device's peak (bench/measure.py).
     memory = peak_memory_bytes(run.device)
     diagnostics = run_diagnostics(trainer, task, eval_data[first_split], splits=eval_data)
+    stop_selection = None
+    if run.train.stop_selector_steps > 0:   # the network is frozen from here: a head picks each example's stop
+        log.info("training the stop selector (%d steps)…", run.train.stop_selector_steps)
+        selector = train_selector(trainer, train_data, run.train.stop_selector_steps, run.train.seed)
+        stop_selection = {name: evaluate_stops(trainer, selector, data, run.train.eval_batch_size)
+                          for name, data in eval_data.items()}
     throughput = metrics[first_split]["examples_per_second"]
     mfu = model_flops_utilisation(run.device, trainer.flops_total / max(trainer.train_seconds, 1e-9)
                                   if trainer.flops_total else None,
@@ -311,6 +319,7 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
         memory=memory,
         mfu=mfu,
         **({"diagnostics": diagnostics} if diagnostics is not None else {}),
+        **({"stop_selector": stop_selection} if stop_selection is not None else {}),
         environment=environment(run.device),
     )
     write(summary_path, summary)

@@ -131,3 +131,40 @@ def test_budget_settings_that_contradict_are_refused():
         resolve("transformer", "maze", "smoke", ["train.budget=hours"])
     default = resolve("transformer", "maze", "smoke").config_hash()
     assert resolve("transformer", "maze", "smoke", ["train.budget=steps"]).config_hash() == default
+
+
+# ------------------------------------------------------------------ the stop selector
+def test_the_selector_stops_at_the_first_iteration_it_calls_right_else_the_last():
+    from bench.stop_selector import StopSelector, selected_steps
+
+    class Scripted(StopSelector):
+        def forward(self, features):   # "right" where the first feature is positive
+            return features[..., 0]
+
+    features = torch.tensor([[-1.0, 1.0, 1.0], [-1.0, -1.0, -1.0], [2.0, -1.0, 3.0]])[..., None].expand(-1, -1, 5)
+    assert selected_steps(Scripted(), features).tolist() == [1, 2, 0]
+
+
+def test_a_selector_run_freezes_the_network_and_reports_three_stops(tmp_path, monkeypatch):
+    from bench import stop_selector
+
+    monkeypatch.setenv("RECURRENT_BENCH_CACHE", str(tmp_path / "cache"))
+    trainer, data = make_trainer("dtnet", "train.steps=3")
+    trainer.fit(data, seed=0)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    selector = stop_selector.train_selector(trainer, data, steps=4, seed=0)
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    scores = stop_selector.evaluate_stops(trainer, selector, data, batch_size=16)
+    assert scores["examples"] == len(data) and scores["iterations"] == 4
+    assert 1 <= scores["mean_selected_iterations"] <= 4
+    oracle = scores["oracle_exact_accuracy"]
+    assert oracle >= scores["selector_exact_accuracy"] and oracle >= scores["all_iterations_exact_accuracy"]
+
+    run = prepare("dtnet", "prefix_sums", "smoke", ["train.stop_selector_steps=3"])
+    summary = execute(run, tmp_path / "runs", progress=False)
+    assert set(summary["stop_selector"]) == set(summary["metrics"])
+    # "all iterations" is the run's own evaluation, computed a second way
+    for split, scores in summary["stop_selector"].items():
+        assert scores["all_iterations_exact_accuracy"] == pytest.approx(summary["metrics"][split]["exact_accuracy"])
+    with pytest.raises(ConfigError, match="no iteration count"):
+        execute(prepare("transformer", "prefix_sums", "smoke", ["train.stop_selector_steps=3"]), tmp_path / "t")
