@@ -80,6 +80,8 @@ SET_CASES = [
     ("train-size-zero", "task.train_size=0", "must be >= 1"),
     ("heads-not-dividing", "model.num_heads=3", "divisible by num_heads"),
     ("hidden-zero", "model.hidden=0", "model.hidden must be >= 1, got 0"),
+    ("threads-zero", "train.threads=0", "train.threads must be >= 1, got 0"),
+    ("budget-without-amount", "train.budget=examples", "train.budget=examples needs train.max_examples > 0"),
 ]
 
 
@@ -125,6 +127,13 @@ CASES = [
                                                 "--backend", "sequential", "--address", "ray://x:10001",
                                                 "--out", str(t)], "--address needs Ray"),
     ("unknown-option", lambda t, r: ["run", *SMOKE, "--epochs", "3"], "No such option"),
+    ("threads-option-zero", lambda t, r: ["run", *SMOKE, "--threads", "0"], "--threads"),
+    ("iteration-rule-with-segments", lambda t, r: ["run", *SMOKE, "--set", "train.iteration_rule=random"],
+     "needs train.segments=1"),
+    ("iteration-rule-without-iterations", lambda t, r: ["run", *SMOKE, "--set", "train.segments=1", "--set",
+                                                        "train.iteration_rule=random"], "has no iteration count to vary"),
+    ("stop-selector-without-iterations", lambda t, r: ["run", *SMOKE, "--set", "train.segments=1", "--set",
+                                                       "train.stop_selector_steps=5"], "has no iteration count to vary"),
 ]
 
 
