@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -209,7 +210,9 @@ def accuracy_difference(a: Sequence[float], b: Sequence[float], examples_a: Sequ
     spread = first.size > 1 and second.size > 1 and (first.std() > 0 or second.std() > 0)
     if spread:
         welch = difference_interval(first, second)
-        p = float(scipy_stats.ttest_ind(first, second, equal_var=False).pvalue)
+        with warnings.catch_warnings():   # nearly identical samples: scipy warns, the p-value is still right
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(scipy_stats.ttest_ind(first, second, equal_var=False).pvalue)
         low, high = max(-1.0, difference - welch.half_width), min(1.0, difference + welch.half_width)
         return DifferenceTest(difference, low, high, p, "welch", int(first.size), int(second.size))
     totals_a, totals_b = _counts(_per_seed(examples_a, first.size)), _counts(_per_seed(examples_b, second.size))

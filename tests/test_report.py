@@ -161,7 +161,7 @@ def test_the_five_questions_are_answered_from_the_runs(tmp_path):
     # 3: TRM vs HRM: 31.0 − 62.0 = −31 points
     assert "trm vs hrm on maze -31.0 [" in three
     # 4 and 5: test-time curves and the residual verdicts
-    assert "variant × knob curves" in four and "maze (grid 16): hrm" in four
+    assert "variant × knob × split curves" in four and "maze (grid 16): hrm" in four
     assert "traced states" in five and "hrm 2/2" in five
 
 

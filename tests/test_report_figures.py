@@ -172,3 +172,23 @@ def test_one_colour_and_marker_per_model_in_every_figure(fixture):
     assert set(seen) == {"hrm", "looped", "transformer"}
     assert all(len(styles_) == 1 for styles_ in seen.values())
     assert len({next(iter(s)) for s in seen.values()}) == 3
+
+
+def test_deepthinking_plot_has_one_line_per_split(tmp_path):
+    results = write_fixture(tmp_path / "results")
+    path = next(results.glob("maze-looped-*/summary.json"))
+    summary = json.loads(path.read_text())
+    curve = summary["diagnostics"]["test_time_compute"]["model.eval_loops"]
+    larger = {**curve, "points": [{**p, "exact_accuracy": p["exact_accuracy"] / 2} for p in curve["points"]]}
+    summary["diagnostics"]["test_time_compute_by_split"] = {"test": {"model.eval_loops": curve},
+                                                            "test_grid12": {"model.eval_loops": larger}}
+    path.write_text(json.dumps(summary))
+    variants, _ = load_runs(results)
+    drawn = figures_curves.test_time(variants, Styles(variants))
+    (axis,) = _visible(drawn.figure)              # only the looped run has per-split curves
+    lines = {line.get_label(): line for line in axis.lines if line.get_marker() != "*"}
+    assert set(lines) == {"test", "test_grid12"}
+    for split, entry in (("test", curve), ("test_grid12", larger)):
+        assert list(lines[split].get_ydata()) == pytest.approx([100 * p["exact_accuracy"] for p in entry["points"]])
+    assert [t.get_text() for t in drawn.figure.legends[0].get_texts()] == ["test", "test_grid12"]
+    _check_size_and_legends(drawn.figure)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
-from bench.report.load import Variant, by_task, resized_keys
+from bench.report.load import NOT_A_DIFFERENCE, Variant, by_task, resized_keys
 from bench.stats import DifferenceTest, accuracy_difference, holm, mean_interval
 
 ALPHA = 0.05
@@ -48,12 +48,6 @@ CONTRASTS: tuple[Contrast, ...] = (
     Contrast("progressive loss α = 1 − α = 0", "config", "train.progressive_alpha", 1.0, 0.0),
     Contrast("ACT learned halting − all segments", "act"),
 )
-
-# config keys that choose how a run is measured, not what is trained
-NOT_A_DIFFERENCE = ("train.test_time_points", "train.diagnostics_examples", "train.eval_segments",
-                    "train.eval_halting", "train.eval_every", "train.eval_batch_size", "train.log_every",
-                    "train.checkpoint_every")
-
 
 @dataclass(frozen=True)
 class Pair:

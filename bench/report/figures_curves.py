@@ -3,6 +3,7 @@ iterations, fixed-point residuals, the ACT histogram. Same contract as figures_a
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import defaultdict
 
 import numpy as np
@@ -81,19 +82,21 @@ def test_time(variants: list[Variant], styles: Styles) -> Drawn | None:
     data: dict = {}
     if by_split:
         figure, axes = grid(len(by_split), 3, 3.2)
+        splits = list(dict.fromkeys(s for v, _ in by_split for r in v.complete for s in r.test_time_by_split))
+        colours = dict(zip(splits, plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(splits)))))
         for axis, (variant, knob) in zip(axes, by_split):
-            splits = list(dict.fromkeys(s for r in variant.complete for s in r.test_time_by_split))
-            colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(len(splits), 1)))
-            for colour, split in zip(colours, splits):
+            for split in dict.fromkeys(s for r in variant.complete for s in r.test_time_by_split):
                 curves = [r.test_time_by_split[split][knob] for r in variant.complete
                           if knob in r.test_time_by_split.get(split, {})]
                 xs, ys = _mean_by_x([{p.x: 100 * p.exact_accuracy for p in c.points if p.exact_accuracy is not None}
                                      for c in curves])
-                axis.plot(xs, ys, color=colour, marker="o", markersize=4, label=split)
+                axis.plot(xs, ys, color=colours[split], marker="o", markersize=4, label=split)
                 data[(variant.task, variant.label, knob, split)] = list(zip(xs, ys))
-                _star(axis, curves, xs, ys, colour)
-            _iterations_axis(axis, f"{variant.task} · {variant.label} (n={len(variant.complete)})", knob)
-            legend_outside(axis)
+                _star(axis, curves, xs, ys, colours[split])
+            title = textwrap.fill(f"{variant.task} · {variant.label} (n={len(variant.complete)})", 60)
+            _iterations_axis(axis, title, knob)
+        handles = [plt.Line2D([], [], color=colours[s], marker="o", label=s) for s in splits]
+        figure.legend(handles=handles, loc="outside upper center", ncols=min(len(splits), 6), frameon=False)
         caption = ("DeepThinking's plot: exact accuracy when the trained model runs with more (or fewer) "
                    "iterations than trained, one line per evaluation split (larger test sizes: lighter); ★ = trained "
                    "setting; mean over seeds on the first `train.diagnostics_examples` examples of each split.")

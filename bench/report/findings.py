@@ -15,7 +15,7 @@ import pandas as pd
 
 from bench.report.contrasts import CONTRASTS, Pair, main_variants
 from bench.report.load import Variant, by_task, presets
-from bench.stats import AccuracyInterval, DifferenceTest, mean_interval
+from bench.stats import AccuracyInterval, DifferenceTest, accuracy_difference
 
 NOTHING_LEARNED = 0.05     # best mean exact accuracy below this: the task did not learn in budget
 CONVERGED = 0.05           # final relative residual below this: the state reached a fixed point
@@ -78,28 +78,35 @@ def pairs_table(pairs: list[Pair]) -> pd.DataFrame | None:
 class TestTimeGain:
     variant: Variant
     knob: str
+    split: str              # the evaluation split the curve was measured on
     trained: float
     largest: float
-    gain: float               # mean over seeds of acc(largest) − acc(trained), fraction
-    low: float | None
-    high: float | None
+    test: DifferenceTest    # acc(largest) − acc(trained) over seeds
 
 
 def test_time_gains(variants: list[Variant]) -> list[TestTimeGain]:
-    """Per variant and knob: accuracy at the largest test-time setting minus at the trained one."""
+    """Per variant, knob and split (every split where per-split curves were recorded, else the first):
+    accuracy at the largest test-time setting minus at the trained one, with bench/stats'
+    accuracy_difference over seeds on the diagnostics subset (independent-sample intervals for
+    paired data: conservative)."""
     out = []
     for variant in variants:
-        per_knob: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        per_curve: dict[tuple[str, str], list[tuple[float, float, float, float, int | None]]] = defaultdict(list)
         for run in variant.complete:
-            for knob, curve in run.test_time.items():
+            curves = {(split, knob): curve for split, knobs in run.test_time_by_split.items()
+                      for knob, curve in knobs.items()} or \
+                     {(run.first_split or "test", knob): curve for knob, curve in run.test_time.items()}
+            for (split, knob), curve in curves.items():
                 points = {p.x: p.exact_accuracy for p in curve.points if p.exact_accuracy is not None}
                 if curve.trained in points and max(points) > curve.trained:
                     largest = max(points)
-                    per_knob[knob].append((curve.trained, largest, points[largest] - points[curve.trained]))
-        for knob, entries in per_knob.items():
-            interval = mean_interval([gain for _, _, gain in entries])
-            out.append(TestTimeGain(variant, knob, entries[0][0], max(e[1] for e in entries), interval.mean,
-                                    interval.low, interval.high))
+                    examples = min(filter(None, (run.diagnostics_examples, run.split_examples.get(split))), default=None)
+                    per_curve[(split, knob)].append((curve.trained, largest, points[largest], points[curve.trained],
+                                                     examples))
+        for (split, knob), entries in per_curve.items():
+            test = accuracy_difference([e[2] for e in entries], [e[3] for e in entries],
+                                       [e[4] for e in entries], [e[4] for e in entries])
+            out.append(TestTimeGain(variant, knob, split, entries[0][0], max(e[1] for e in entries), test))
     return out
 
 
@@ -166,13 +173,15 @@ def headlines(variants: list[Variant], pairs: list[Pair]) -> list[tuple[str, str
     answers.append(_contrast_headline(pairs, "segments") or "No variant pair differs only in train.segments.")
     answers.append(_contrast_headline(pairs, "TRM − HRM") or "No task has both TRM and HRM runs.")
     gains = test_time_gains(variants)
-    helps = [g for g in gains if g.low is not None and g.low > 0]
-    hurts = [g for g in gains if g.high is not None and g.high < 0]
+    helps = [g for g in gains if g.test.low is not None and g.test.low > 0]
+    hurts = [g for g in gains if g.test.high is not None and g.test.high < 0]
     extrapolation = _extrapolation_leaders(variants)
-    test_time = (f"More test-time iterations than trained raise exact accuracy for {len(helps)} of {len(gains)} "
-                 "variant × knob curves" + (f" ({', '.join(f'{g.variant.label} on {g.variant.task}' for g in helps[:3])})"
-                                            if helps else "")
-                 + f" and lower it for {len(hurts)}" if gains else "No test-time curves were recorded")
+    shown = ", ".join(f"{g.variant.label} on {g.split} ({g.knob} {g.largest:g} vs {g.trained:g}: "
+                      f"{fmt_difference(g.test)})" for g in sorted(helps, key=lambda g: -g.test.difference)[:3])
+    test_time = (f"Evaluating with the largest test-time setting instead of the trained one raises exact accuracy "
+                 f"(95% interval above 0) on {len(helps)} of {len(gains)} variant × knob × split curves"
+                 + (f" ({shown})" if helps else "") + f" and lowers it on {len(hurts)}"
+                 if gains else "No test-time curves were recorded")
     answers.append(test_time + (f"; at the largest test size the best is {extrapolation}" if extrapolation else "") + ".")
     finals = fixed_point_finals(variants)
     if finals:

@@ -16,6 +16,11 @@ from bench.report.schema import Run, UnusableSummary, parse_run
 from bench.results import ResultsError, iter_summaries
 from bench.stats import AccuracyInterval, accuracy_interval
 
+# config keys that choose how a run is measured or logged, not what is trained: they never name a variant
+NOT_A_DIFFERENCE = ("train.test_time_points", "train.diagnostics_examples", "train.eval_segments",
+                    "train.eval_halting", "train.eval_every", "train.eval_batch_size", "train.log_every",
+                    "train.checkpoint_every")
+
 
 def variant_key(config: dict[str, Any]) -> str:
     """The configuration without seed and device: what makes runs seeds of one variant."""
@@ -149,7 +154,7 @@ def label_variants(variants: list[Variant]) -> None:
         flats = [v.flat for v in group]
         differing = {k for f in flats for k in f if len({json.dumps(g.get(k), default=str) for g in flats}) > 1}
         resized = set().union(*(resized_keys(f) for f in flats))
-        differing = {k for k in differing if k != "preset" and not k.startswith("extra.")}
+        differing = {k for k in differing if k != "preset" and not k.startswith("extra.") and k not in NOT_A_DIFFERENCE}
         keys_of[model] |= (differing - resized) or differing
     for (_, model), group in siblings.items():
         keys = sorted(keys_of[model])[:3]

@@ -97,6 +97,7 @@ class Run:
     test_time_by_split: dict[str, dict[str, TestTimeCurve]] = field(default_factory=dict)
     fixed_point: dict[str, FixedPoint] = field(default_factory=dict)
     act: Act | None = None
+    diagnostics_examples: int | None = None   # the subset the diagnostics ran on
     dropped: list[str] = field(default_factory=list)
 
     @property
@@ -229,4 +230,5 @@ def parse_run(payload: dict[str, Any], path: Path) -> Run:
         diverged_step=number(payload.get("diverged_step")),
         test_time=_test_time(diagnostics.get("test_time_compute"), "diagnostics.test_time_compute", dropped),
         test_time_by_split=by_split, fixed_point=_fixed_point(diagnostics.get("fixed_point"), dropped),
-        act=_act(diagnostics.get("act"), dropped), dropped=dropped)
+        act=_act(diagnostics.get("act"), dropped),
+        diagnostics_examples=int(number(diagnostics.get("examples")) or 0) or None, dropped=dropped)
