@@ -67,6 +67,10 @@ def report_blocks(results: Path, variants: list[Variant], warnings: list[str], o
         drawn.append(save(result, out))
         return [("h3", result.title), ("figure", result)]
 
+    def table(make: Callable, introduction: str) -> list[tuple]:
+        result = _attempt(warnings, f"table {make.__name__}", make, variants)
+        return [] if result is None else [("p", introduction), ("table", result)]
+
     pairs = _attempt(warnings, "the contrasts", evaluate, variants) or []
     answers = _attempt(warnings, "the answers", headlines, variants, pairs) or []
     blocks += [("h2", "Answers"), ("list", [f"**{question}** {answer}" for question, answer in answers])]
@@ -88,16 +92,12 @@ def report_blocks(results: Path, variants: list[Variant], warnings: list[str], o
     blocks += figure(figures_curves.learning_curves, variants, styles, "flops")
     blocks += figure(figures_accuracy.extrapolation, variants, styles)
     blocks += figure(figures_curves.test_time, variants, styles)
-    by_split = _attempt(warnings, "the test-time table", test_time_by_split_table, variants)
-    if by_split is not None:
-        blocks += [("p", "Exact accuracy (%) at each test-time setting (columns) on every evaluation split, mean over "
-                         "seeds (n when more than one):"), ("table", by_split)]
+    blocks += table(test_time_by_split_table, "Exact accuracy (%) at each test-time setting (columns) on every "
+                                              "evaluation split, mean over seeds (n when more than one):")
     blocks += figure(figures_curves.fixed_point, variants, styles)
     blocks += figure(figures_curves.act_histogram, variants, styles)
-    act = _attempt(warnings, "the ACT table", act_table, variants)
-    if act is not None:
-        blocks += [("p", "Exact accuracy (%) with learned halting, with all segments (fixed) and with oracle halting "
-                         "(each example stopped at its first right answer):"), ("table", act)]
+    blocks += table(act_table, "Exact accuracy (%) with learned halting, with all segments (fixed) and with oracle "
+                               "halting (each example stopped at its first right answer):")
     table = pairs_table(pairs)
     blocks += [("h2", "Appendix A: every pairwise test")]
     blocks += [("table", table)] if table is not None else [("p", "No pairs.")]
