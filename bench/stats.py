@@ -6,8 +6,9 @@
 - `accuracy_interval`: exact accuracy over seeds, an interval that cannot leave [0, 1]. One seed: the
   Wilson score interval of its correct count on the evaluation split. Several seeds: a Student-t
   interval of the seeds' logits, back-transformed (each seed's accuracy smoothed to (k + ½)/(N + 1)
-  so 0% and 100% have a logit). Its standard error is never below the binomial one of the examples,
-  so identical seeds (all 0%, all 100%) still get the width their example count allows.
+  so 0% and 100% have a logit). Its standard error is never below the binomial one of the examples
+  (then with the normal quantile: that variance is known, not estimated), so identical seeds (all 0%,
+  all 100%) still get the width their example count allows.
 - `accuracy_difference`: a − b with a p-value. Both sides ≥ 2 seeds: Welch's t-test and interval
   (clipped to [−1, 1]); otherwise the pooled correct counts: Fisher's exact test and Newcombe's
   hybrid score interval (from the two Wilson intervals), which count examples, not seeds.
@@ -177,8 +178,11 @@ def accuracy_interval(accuracies: Sequence[float | None], examples: Sequence[int
     smoothed = (correct + 0.5) / (totals + 1.0)
     logits = np.log(smoothed / (1.0 - smoothed))
     binomial_variance = float(np.mean(1.0 / (correct + 0.5) + 1.0 / (totals - correct + 0.5)))
-    standard_error = math.sqrt(max(float(logits.var(ddof=1)), binomial_variance) / values.size)
-    quantile = float(scipy_stats.t.ppf(0.5 + confidence / 2, values.size - 1))
+    spread = float(logits.var(ddof=1))
+    standard_error = math.sqrt(max(spread, binomial_variance) / values.size)
+    # an estimated spread takes Student's t; the binomial floor is a known variance: the normal quantile
+    quantile = float(scipy_stats.t.ppf(0.5 + confidence / 2, values.size - 1) if spread >= binomial_variance
+                     else scipy_stats.norm.ppf(0.5 + confidence / 2))
     centre = float(logits.mean())
     low, high = (float(1.0 / (1.0 + math.exp(-(centre + sign * quantile * standard_error)))) for sign in (-1, 1))
     # the logit centre is not the arithmetic mean; the interval is widened to hold the mean shown

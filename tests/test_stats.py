@@ -98,13 +98,13 @@ def test_accuracy_interval_never_leaves_zero_to_one():
 
 def test_accuracy_interval_by_hand():
     from bench.stats import accuracy_interval
-    # seeds 0.71, 0.74, 0.69 of 256 examples: logits of (k + ½)/(N + 1), t(2) = 4.3027 from a printed table;
-    # the seeds' logit variance (0.015) is below the binomial one (≈ 0.019), which sets the width
+    # seeds 0.71, 0.74, 0.69 of 256 examples: logits of (k + ½)/(N + 1); the seeds' logit variance (0.015)
+    # is below the binomial one (≈ 0.019), which sets the width with the normal quantile 1.96
     correct = np.round(np.array([0.71, 0.74, 0.69]) * 256)
     logits = np.log((correct + 0.5) / (256 - correct + 0.5))
     binomial = np.mean(1 / (correct + 0.5) + 1 / (256 - correct + 0.5))
     assert logits.var(ddof=1) < binomial
-    half = 4.3027 * math.sqrt(binomial / 3)
+    half = 1.959964 * math.sqrt(binomial / 3)
     expected = 1 / (1 + np.exp(-(logits.mean() - half))), 1 / (1 + np.exp(-(logits.mean() + half)))
     interval = accuracy_interval([0.71, 0.74, 0.69], 256)
     assert (interval.low, interval.high) == pytest.approx(expected, abs=1e-4)
@@ -113,7 +113,14 @@ def test_accuracy_interval_by_hand():
     assert one.method == "wilson" and (one.low, one.high) == pytest.approx(_wilson_by_hand(133, 256), abs=1e-9)
     assert accuracy_interval([0.52], None).low is None       # no example count: no interval for one seed
     identical = accuracy_interval([1.0, 1.0, 1.0], 1000)     # no spread: the binomial width remains
-    assert identical.high == 1.0 and 0.9 < identical.low < 1.0
+    assert identical.high == 1.0 and 0.99 < identical.low < 1.0
+    # a spread above the binomial floor: Student's t(2) = 4.3027 on the seeds' logits
+    correct = np.round(np.array([0.2, 0.5, 0.8]) * 1000)
+    logits = np.log((correct + 0.5) / (1000 - correct + 0.5))
+    half = 4.3027 * logits.std(ddof=1) / math.sqrt(3)
+    wide = accuracy_interval([0.2, 0.5, 0.8], 1000)
+    assert (wide.low, wide.high) == pytest.approx((1 / (1 + np.exp(-(logits.mean() - half))),
+                                                   1 / (1 + np.exp(-(logits.mean() + half)))), abs=1e-4)
 
 
 def test_accuracy_difference_uses_welch_with_spread_and_fisher_without():

@@ -26,7 +26,7 @@ from bench.results import atomic_write_bytes, ensure_writable
 PIVOT_NOTE = ("Exact accuracy (%) on each task's first evaluation split, mean over seeds with a 95% interval "
               "that stays inside [0, 100]: for one seed the Wilson score interval of its correct count "
               "(“1 seed”), for several the Student-t interval of the seeds' logits, never narrower than the "
-              "examples' binomial error (bench/stats.py). Bold: the best mean of each task. Rows are variants "
+              "examples' binomial error (docs/report.md). Bold: the best mean of each task. Rows are variants "
               "(a model and the configuration keys that tell its variants apart).")
 
 

@@ -146,14 +146,16 @@ def extrapolation(variants: list[Variant], styles: Styles) -> Drawn | None:
             xs = list(intervals)
             means = [100 * intervals[x].mean for x in xs]
             axis.plot(xs, means, label=variant.label, **styles.line(variant))
-            if all(intervals[x].low is not None for x in xs):
+            if all(intervals[x].low is not None for x in xs):   # no band where every seed scores 0
                 axis.fill_between(xs, [100 * intervals[x].low for x in xs], [100 * intervals[x].high for x in xs],
+                                  where=[intervals[x].high > 0 and intervals[x].mean > 0 for x in xs],
                                   color=styles.colour(variant), alpha=0.12, linewidth=0)
             data[(task, axis_name, variant.label)] = list(zip(xs, means))
-        axis.set_xlabel(f"{axis_name} (first point: the training distribution)")
+        axis.set_xlabel(axis_name)
         percent_axis(axis)
         axis.set_title(f"{task}: exact accuracy vs {axis_name}")
         legend_outside(axis)
     return Drawn("extrapolation", "Extrapolation",
-                 f"Exact accuracy on every evaluation split, against the task's size axis; bands: {INTERVALS}.",
+                 f"Exact accuracy on every evaluation split, against the task's size axis (the tasks' presets "
+                 f"say which sizes are trained on); bands: {INTERVALS}, left out where every seed scores 0.",
                  figure, data=data)
