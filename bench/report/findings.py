@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.report.contrasts import CONTRASTS, Pair, main_variants
+from bench.report.contrasts import CONTRASTS, Contrast, Pair, main_variants
 from bench.report.load import Variant, by_task, presets
 from bench.stats import AccuracyInterval, DifferenceTest, accuracy_difference
 
@@ -133,14 +133,16 @@ QUESTIONS = (
     "Who gains from more test-time iterations, and who extrapolates?",
     "Do the recurrent states approach a fixed point?",
 )
+# questions 2 and 3 are answered by a declared contrast (bench/report/contrasts.py), by position
+ANSWERED_BY = {1: CONTRASTS[1], 2: CONTRASTS[2]}
 
 
-def _contrast_headline(pairs: list[Pair], prefix: str) -> str | None:
-    """One sentence on the contrast whose name starts with `prefix`: which pairs differ after Holm,
-    and the median and range of all its differences."""
-    mine = [p for p in pairs if p.contrast.name.startswith(prefix)]
+def _contrast_headline(pairs: list[Pair], contrast: Contrast) -> str:
+    """One sentence on a contrast: which pairs differ after Holm, and the median and range of all
+    its differences."""
+    mine = [p for p in pairs if p.contrast is contrast]
     if not mine:
-        return None
+        return f"{contrast.name}: no pair of these runs forms this contrast."
     winners = [p for p in mine if p.significant]
     differences = [100 * p.test.difference for p in mine]
     spread = (f"median {np.median(differences):+.1f} points, from {min(differences):+.1f} to "
@@ -170,8 +172,7 @@ def headlines(variants: list[Variant], pairs: list[Pair]) -> list[tuple[str, str
     if idle:
         rank += f"; {', '.join(idle)}: no model reaches {100 * NOTHING_LEARNED:.0f}% exact in the {preset} preset"
     answers = [f"Best per task — {rank}."]
-    answers.append(_contrast_headline(pairs, "segments") or "No variant pair differs only in train.segments.")
-    answers.append(_contrast_headline(pairs, "TRM − HRM") or "No task has both TRM and HRM runs.")
+    answers += [_contrast_headline(pairs, ANSWERED_BY[index]) for index in (1, 2)]
     gains = test_time_gains(variants)
     helps = [g for g in gains if g.test.low is not None and g.test.low > 0]
     hurts = [g for g in gains if g.test.high is not None and g.test.high < 0]

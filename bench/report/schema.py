@@ -10,6 +10,7 @@ findings can trust the shape of everything they get. Numbers are finite floats o
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,7 @@ def _act(value: Any, dropped: list[str]) -> Act | None:
 
 
 def _device(environment: dict[str, Any], fallback: Any) -> str:
-    import re
+    """'cpu: AMD EPYC' from the environment's device name, trademarks and clock dropped."""
     name = re.sub(r"\((R|TM)\)|CPU|Processor|@.*$", "", str(environment.get("device_name") or "")).strip()
     return f"{fallback or '?'}" + (f": {' '.join(name.split())}" if name else "")
 
