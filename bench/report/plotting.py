@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.report.load import Variant
+from bench.report.contrasts import main_variants
+from bench.report.load import Variant, by_task
 from bench.results import atomic_write_bytes
 
 WIDTH_IN = 14.0          # at DPI: 1,400 px
@@ -46,13 +47,18 @@ def pyplot():
 
 class Styles:
     """Model → colour and marker (sorted model names, the same in every figure of a report);
-    a model's variants → line style and marker fill (first variant solid and filled)."""
+    a model's variants → line style and marker fill (its main variant — the largest segment count —
+    solid and filled, ablations dashed / dotted and hollow)."""
 
     def __init__(self, variants: list[Variant]):
         models = sorted({v.model for v in variants})
         self.model = {m: (COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)]) for i, m in enumerate(models)}
+        main: dict[str, int] = {}   # label → on how many tasks it is the model's main variant
+        for group in by_task(variants).values():
+            for variant in main_variants(group):
+                main[variant.label] = main.get(variant.label, 0) + 1
         labels: dict[str, list[str]] = {}
-        for variant in sorted(variants, key=lambda v: v.label):
+        for variant in sorted(variants, key=lambda v: (-main.get(v.label, 0), v.label)):
             labels.setdefault(variant.model, [])
             if variant.label not in labels[variant.model]:
                 labels[variant.model].append(variant.label)
