@@ -59,8 +59,7 @@ def prediction_half_width(values: list[float]) -> float | None:
 
 
 def _accuracy_by_seed(variant: Variant) -> dict[int, float]:
-    return {run["seed"]: float(run["exact_accuracy"]) for run in variant.complete
-            if isinstance(run.get("exact_accuracy"), (int, float))}
+    return {run.seed: run.exact_accuracy for run in variant.complete if run.exact_accuracy is not None}
 
 
 def compare_trees(reference: Path, candidate: Path, tasks: Iterable[str] = (), models: Iterable[str] = (),

@@ -1,14 +1,24 @@
-"""Confidence intervals for the report: mean ± 95% CI over seeds, and differences between models.
+"""Confidence intervals and tests for the report and `bench compare`.
 
-The intervals are Student-t intervals, with quantiles from scipy.stats (Welch's non-integer degrees
-of freedom included). A seeded percentile bootstrap is offered for statistics that are not means.
-
-A single seed has no interval: `MeanInterval.half_width` is None and the report labels the number
-"1 seed" instead of inventing a spread.
+- `mean_interval`, `difference_interval`: Student-t and Welch intervals (quantiles from scipy.stats,
+  Welch's non-integer degrees of freedom included) for quantities without natural bounds (seconds,
+  FLOPs). A single sample has no interval (`half_width` None).
+- `accuracy_interval`: exact accuracy over seeds, an interval that cannot leave [0, 1]. One seed: the
+  Wilson score interval of its correct count on the evaluation split. Several seeds: a Student-t
+  interval of the seeds' logits, back-transformed (each seed's accuracy smoothed to (k + ½)/(N + 1)
+  so 0% and 100% have a logit). Its standard error is never below the binomial one of the examples
+  (then with the normal quantile: that variance is known, not estimated), so identical seeds (all 0%,
+  all 100%) still get the width their example count allows.
+- `accuracy_difference`: a − b with a p-value. Both sides ≥ 2 seeds: Welch's t-test and interval
+  (clipped to [−1, 1]); otherwise the pooled correct counts: Fisher's exact test and Newcombe's
+  hybrid score interval (from the two Wilson intervals), which count examples, not seeds.
+- `holm`: Holm's step-down adjustment of a family of p-values.
+- `bootstrap_interval`: a seeded percentile bootstrap for statistics that are not means.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -113,3 +123,122 @@ def bootstrap_interval(values: Sequence[float], statistic: Callable[[np.ndarray]
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(estimates, [tail, 1.0 - tail])
     return float(statistic(array)), float(low), float(high)
+
+
+# ------------------------------------------------------------------------------------ accuracies
+@dataclass(frozen=True)
+class AccuracyInterval:
+    """Mean exact accuracy over seeds with a 95% interval inside [0, 1]; low/high None: no interval
+    (one seed whose example count is unknown)."""
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+    method: str   # "wilson" (one seed), "logit-t" (seeds) or "none"
+
+
+def wilson_interval(correct: int, total: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (scipy.stats.binomtest)."""
+    interval = scipy_stats.binomtest(int(correct), int(total)).proportion_ci(confidence, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def _per_seed(examples: Sequence[int | None] | int | None, count: int) -> list[int | None]:
+    """Examples per seed: a sequence as given, one number (or None) repeated."""
+    if examples is None or isinstance(examples, (int, np.integer)):
+        return [examples] * count
+    return list(examples)
+
+
+def _counts(examples: Sequence[int | None]) -> np.ndarray | None:
+    """Examples per seed as an array, or None when any is unknown."""
+    if any(e is None or not int(e) > 0 for e in examples):
+        return None
+    return np.asarray(examples, dtype=float)
+
+
+def accuracy_interval(accuracies: Sequence[float | None], examples: Sequence[int | None] | int | None = None,
+                      confidence: float = CONFIDENCE) -> AccuracyInterval | None:
+    """See the module docstring; `examples` is the evaluation split's size (per seed or one for all)."""
+    pairs = [(a, e) for a, e in zip(accuracies, _per_seed(examples, len(accuracies)))
+             if a is not None and math.isfinite(a)]
+    if not pairs:
+        return None
+    values = np.asarray([a for a, _ in pairs], dtype=float)
+    totals = _counts([e for _, e in pairs])
+    mean = float(values.mean())
+    if values.size == 1:
+        if totals is None:
+            return AccuracyInterval(mean, None, None, 1, "none")
+        low, high = wilson_interval(round(values[0] * totals[0]), int(totals[0]), confidence)
+        return AccuracyInterval(mean, low, high, 1, "wilson")
+    if totals is None:   # no counts: the logit of a 0% or 100% seed is undefined; nudge by 1e-3
+        totals = np.full(values.shape, 1000.0)
+    correct = np.round(values * totals)
+    smoothed = (correct + 0.5) / (totals + 1.0)
+    logits = np.log(smoothed / (1.0 - smoothed))
+    binomial_variance = float(np.mean(1.0 / (correct + 0.5) + 1.0 / (totals - correct + 0.5)))
+    spread = float(logits.var(ddof=1))
+    standard_error = math.sqrt(max(spread, binomial_variance) / values.size)
+    # an estimated spread takes Student's t; the binomial floor is a known variance: the normal quantile
+    quantile = float(scipy_stats.t.ppf(0.5 + confidence / 2, values.size - 1) if spread >= binomial_variance
+                     else scipy_stats.norm.ppf(0.5 + confidence / 2))
+    centre = float(logits.mean())
+    low, high = (float(1.0 / (1.0 + math.exp(-(centre + sign * quantile * standard_error)))) for sign in (-1, 1))
+    # the logit centre is not the arithmetic mean; the interval is widened to hold the mean shown
+    return AccuracyInterval(mean, min(low, mean), max(high, mean), int(values.size), "logit-t")
+
+
+@dataclass(frozen=True)
+class DifferenceTest:
+    """a − b in accuracy (fractions) with a 95% interval in [−1, 1] and a two-sided p-value; p None:
+    no test possible (e.g. single seeds with unknown example counts)."""
+    difference: float
+    low: float | None
+    high: float | None
+    p: float | None
+    method: str   # "welch", "fisher" or "none"
+    n_a: int
+    n_b: int
+
+
+def accuracy_difference(a: Sequence[float], b: Sequence[float], examples_a: Sequence[int | None] | None = None,
+                        examples_b: Sequence[int | None] | None = None) -> DifferenceTest | None:
+    """See the module docstring."""
+    first, second = _clean(a), _clean(b)
+    if first.size == 0 or second.size == 0:
+        return None
+    if first.size != len(a) or second.size != len(b):
+        raise ValueError("accuracy_difference needs finite accuracies (one per seed)")
+    difference = float(first.mean() - second.mean())
+    spread = first.size > 1 and second.size > 1 and (first.std() > 0 or second.std() > 0)
+    if spread:
+        welch = difference_interval(first, second)
+        with warnings.catch_warnings():   # nearly identical samples: scipy warns, the p-value is still right
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(scipy_stats.ttest_ind(first, second, equal_var=False).pvalue)
+        low, high = max(-1.0, difference - welch.half_width), min(1.0, difference + welch.half_width)
+        return DifferenceTest(difference, low, high, p, "welch", int(first.size), int(second.size))
+    totals_a, totals_b = _counts(_per_seed(examples_a, first.size)), _counts(_per_seed(examples_b, second.size))
+    if totals_a is None or totals_b is None:
+        return DifferenceTest(difference, None, None, None, "none", int(first.size), int(second.size))
+    k_a, n_a = int(np.round(first * totals_a).sum()), int(totals_a.sum())
+    k_b, n_b = int(np.round(second * totals_b).sum()), int(totals_b.sum())
+    p = float(scipy_stats.fisher_exact([[k_a, n_a - k_a], [k_b, n_b - k_b]]).pvalue)
+    (low_a, high_a), (low_b, high_b) = wilson_interval(k_a, n_a), wilson_interval(k_b, n_b)
+    pooled = k_a / n_a - k_b / n_b
+    low = pooled - math.sqrt((k_a / n_a - low_a) ** 2 + (high_b - k_b / n_b) ** 2)
+    high = pooled + math.sqrt((high_a - k_a / n_a) ** 2 + (k_b / n_b - low_b) ** 2)
+    return DifferenceTest(difference, low, high, p, "fisher", int(first.size), int(second.size))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given): the i-th smallest of m is multiplied
+    by m − i + 1, made non-decreasing, capped at 1."""
+    order = np.argsort(np.asarray(p_values, dtype=float), kind="stable")
+    adjusted = np.empty(len(order))
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * float(p_values[index])))
+        adjusted[index] = running
+    return adjusted.tolist()

@@ -23,7 +23,8 @@ def _summary(model: str, seed: int, accuracy: float, params: int, flops: float, 
               "model": {"hidden": 128}, "task": {"grid": 8}, "train": {"seed": seed, "segments": segments}}
     steps = np.arange(10, 610, 10)
     loss = 2.0 * np.exp(-steps / (150 + 40 * seed)) + 0.1 + 0.02 * rng.random(len(steps))
-    curve = [{"step": int(s), "loss": float(l)} for s, l in zip(steps, loss)]
+    curve = [{"step": int(s), "loss": float(l), "exact_accuracy": float(accuracy * (1 - np.exp(-s / 200)))}
+             for s, l in zip(steps, loss)]
     base = {"schema": 1, "run_id": run_id, "config_hash": f"{model}{seed}", "model": model, "task": "maze",
             "preset": "cpu", "seed": seed, "device": "cpu", "config": config, "params": params,
             "puzzle_emb_params": 0}
@@ -53,7 +54,8 @@ def _summary(model: str, seed: int, accuracy: float, params: int, flops: float, 
     splits = {"test": accuracy, "test_grid12": accuracy * 0.6, "test_grid16": accuracy * 0.3}
     metrics = {name: {"exact_accuracy": value, "token_accuracy": 0.9, "examples_per_second": 900.0 + 50 * seed}
                for name, value in splits.items()}
-    return {**base, "status": "complete", "metrics": metrics, "exact_accuracy": accuracy, "token_accuracy": 0.9,
+    data = {"train_examples": 2000, **{f"{name}_examples": 256 for name in splits}}
+    return {**base, "status": "complete", "metrics": metrics, "data": data, "exact_accuracy": accuracy, "token_accuracy": 0.9,
             "curves": {"grid": [{"x": x, "split": s, "exact_accuracy": splits[s], "token_accuracy": 0.9}
                                 for x, s in ((8, "test"), (12, "test_grid12"), (16, "test_grid16"))]},
             "train": {"steps": 600, "seconds": 100.0 + 7 * seed, "flops_total": 3e13, "flops_per_second": 3e11,

@@ -1,5 +1,6 @@
 """`bench report` on a fixture results/ tree: corrupt, partial, running and diverged runs included."""
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -12,8 +13,8 @@ from report_fixture import write_fixture  # noqa: E402
 from bench.cli import main  # noqa: E402
 from bench.report import write_report  # noqa: E402
 
-FIGURES = ("accuracy_vs_params", "accuracy_vs_flops", "test_time_compute", "fixed_point", "extrapolation",
-           "training", "act")
+FIGURES = ("accuracy_by_task", "forest", "pareto", "learning_curves", "learning_curves_flops", "extrapolation",
+           "test_time_compute", "fixed_point", "act")
 
 
 @pytest.fixture(scope="module")
@@ -24,41 +25,72 @@ def built(tmp_path_factory):
     return root, path, warnings
 
 
+def _wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    p = k / n
+    centre, half = (p + z * z / (2 * n)), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return 100 * (centre - half) / (1 + z * z / n), 100 * (centre + half) / (1 + z * z / n)
+
+
 def test_bad_files_are_skipped_with_warnings_naming_them(built):
     root, _, warnings = built
     text = "\n".join(warnings)
     for name in ("corrupt-run", "partial-run", "running-run"):
         assert f"{root / 'results' / name / 'summary.json'}" in text
     assert len(warnings) == 3
-    assert "figure could not be drawn" not in text
+    assert "could not be made" not in text
 
 
-def test_markdown_main_table_has_intervals_and_single_seed_labels(built):
+def test_the_first_screen_is_answers_then_the_pivot(built):
     _, path, _ = built
     text = path.read_text()
-    # hrm seeds 0.71, 0.74, 0.69: mean 71.33, sd 2.517, t(2)=4.3027 → ± 6.25
-    assert re.search(r"\| maze\s+\| hrm\s+\| 3 \(\+1 diverged\)\s+\| 71\.3 ± 6\.3 \(n=3\)", text)
-    assert "52.0 (1 seed)" in text           # the looped transformer has one seed
+    assert text.index("**About this study.**") < text.index("## Answers") < text.index("## Exact accuracy") \
+        < text.index("## Findings") < text.index("## Costs") < text.index("## Appendix A")
+    answers = text.split("## Answers")[1].split("## ")[0]
+    assert answers.count("\n- **") == 5
+    assert "maze: hrm 71.3 [" in answers            # the leader, from the numbers
+    pivot = text.split("## Exact accuracy")[1].split("###")[0]
+    assert re.search(r"\| hrm\s+\| \*\*71\.3 \[\d+\.\d, \d+\.\d\]\*\*", pivot)   # best of the task in bold
+    low, high = _wilson(133, 256)                   # looped: one seed, 52% of 256 → Wilson
+    assert f"52.0 [{low:.1f}, {high:.1f}] (1 seed)" in pivot
     assert "hrm on maze: 1 of 4 seeds diverged (steps 120)" in text
-    assert "diverged at step 120" in text    # the per-run table
-    assert "**hrm** beats transformer on maze (exact accuracy) by 40.0 ± " in text
-    assert "includes zero" in text            # weak evidence is said to be weak
-    assert "single-seed evidence" in text
+    assert "diverged at step 120" in text           # the runs table
     for name in FIGURES:
         assert f"](figures/{name}.png)" in text
+
+
+def test_every_interval_in_the_pivot_lies_in_zero_to_hundred(built):
+    _, path, _ = built
+    pivot = path.read_text().split("## Exact accuracy")[1].split("###")[0]
+    intervals = re.findall(r"(\d+\.\d) \[(-?\d+\.\d), (-?\d+\.\d)\]", pivot)
+    assert len(intervals) == 3
+    for mean, low, high in intervals:
+        assert 0.0 <= float(low) <= float(mean) <= float(high) <= 100.0
+
+
+def test_one_finding_per_contrast_and_holm_in_the_appendix(built):
+    _, path, _ = built
+    text = path.read_text()
+    findings = text.split("## Findings")[1].split("###")[0]
+    assert findings.count("**best − runner-up**") == 1 and findings.count("**looped − transformer") == 1
+    appendix = text.split("## Appendix A")[1].split("## ")[0]
+    rows = [line for line in appendix.splitlines() if line.startswith("| ") and "contrast" not in line]
+    assert len(rows) == 3                           # leader, looped − transformer, ACT
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        p, holm = cells[7], cells[8]
+        if p != "—" and not p.startswith("<"):
+            assert holm.startswith("<") is False and float(holm) >= float(p)
 
 
 def test_figures_are_written_and_the_html_embeds_them(built):
     root, _, _ = built
     for name in FIGURES:
-        assert (root / "reports" / "figures" / f"{name}.png").stat().st_size > 5000
-        svg = (root / "reports" / "figures" / f"{name}.svg").read_text()
-        assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+        assert (root / "reports" / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
     page = (root / "reports" / "index.html").read_text()
     assert page.count('src="data:image/png;base64,') == len(FIGURES)
     assert 'src="figures/' not in page       # self-contained
-    assert "<table" in page and "71.3 ± 6.3 (n=3)" in page
-    assert "<strong>hrm</strong> beats transformer" in page
+    assert len(page.encode()) <= 1_500_000
+    assert "<table" in page and "<strong>71.3 [" in page
 
 
 def test_filters_and_cli(tmp_path, capsys):
@@ -88,7 +120,7 @@ def test_odd_diagnostics_and_an_empty_tree_never_crash(tmp_path):
     summary["train"]["curve"] = [{"step": "a"}, 3]
     path.write_text(json.dumps(summary))
     index, warnings = write_report(results, tmp_path / "out", models=["looped"])
-    assert "52.0 (1 seed)" in index.read_text()
+    assert "52.0 [" in index.read_text()
     assert any("ignored malformed" in w and "diagnostics.test_time_compute.model.eval_loops" in w for w in warnings)
     assert not any("could not" in w for w in warnings)
     empty, _ = write_report(tmp_path / "nothing", tmp_path / "empty")
@@ -119,21 +151,18 @@ def test_the_five_questions_are_answered_from_the_runs(tmp_path):
     path, warnings = write_report(tmp_path / "results", tmp_path / "reports")
     text = path.read_text()
     assert not warnings
-    sections = text.split("### ")[1:]
-    assert [s.split(".")[0] for s in sections] == ["1", "2", "3", "4", "5"]
-    one, two, three, four, five = sections
-    # 1: the main variants only (the one-segment ablation is not ranked), parameters within 0.5%
-    assert "(exact %, parameters within 0.5% of each other): hrm 62.0 ± " in one
-    assert "transformer (segments=1)" not in one and "**hrm** beats transformer" in one
-    # 2: the outer loop's lift for the transformer, and HRM vs transformer at equal segments
-    assert "**transformer with 2 segments** beats transformer with 1 segment on maze by 30.0 ± 2.3" in two
-    assert "the hierarchy's share" in two
-    # 3: TRM vs HRM with the FLOP ratios that qualify "equal compute"
-    assert "trm trails hrm on maze" in three.lower().replace("**", "") and "inference FLOPs ×1.50" in three
-    # 4 and 5: test-time curves and the residual verdicts of HRM's states
-    assert "evaluating with segments = 8 instead of the trained 2" in four
-    assert "maze, exact accuracy by grid: hrm 8: 62.0%, 12: 37.2%, 16: 18.6%; transformer" in four
-    assert "final relative residual of z_high" in five and "final relative residual of z_low" in five
+    answers = text.split("## Answers")[1].split("## ")[0].strip().splitlines()
+    assert len(answers) == 5
+    one, two, three, four, five = answers
+    # 1: the main variants only (the one-segment ablation is not the leader), separated after Holm
+    assert "maze: hrm 62.0 [" in one and "ahead of transformer (segments=2)" in one
+    # 2: the outer loop: transformer 2 vs 1 segments (+30 points, 3 seeds each) survives Holm
+    assert "segments S − 1" in two and "transformer (segments=2) vs transformer (segments=1) on maze +30.0 [" in two
+    # 3: TRM vs HRM: 31.0 − 62.0 = −31 points
+    assert "trm vs hrm on maze -31.0 [" in three
+    # 4 and 5: test-time curves and the residual verdicts
+    assert "variant × knob × split curves" in four and "maze (grid 16): hrm" in four
+    assert "traced states" in five and "hrm 2/2" in five
 
 
 @pytest.mark.slow
@@ -143,8 +172,11 @@ def test_study_notes_go_under_the_title(tmp_path, capsys):
     notes.write_text("Made by `python -m bench sweep`.\n\n### Left out\n\n- mamba: too slow on CPU\n- arc: one seed\n")
     assert main(["report", "--results", str(results), "--out", str(tmp_path / "out"), "--notes", str(notes)]) == 0
     text = (tmp_path / "out" / "index.md").read_text()
-    assert text.index("## About this study") < text.index("## Main results")
-    assert "Made by `python -m bench sweep`." in text and "### Left out" in text
+    # the notes' first paragraph in the short paragraph at the top, all of them in appendix B
+    top = text.split("## Answers")[0]
+    assert "**About this study.**" in top and "Made by `python -m bench sweep`." in top and "Left out" not in top
+    notes = text.split("## Appendix B: study notes")[1]
+    assert "Made by `python -m bench sweep`." in notes and "### Left out" in notes
     assert "- mamba: too slow on CPU\n- arc: one seed" in text
     assert "<code>python -m bench sweep</code>" in (tmp_path / "out" / "index.html").read_text()
     capsys.readouterr()
@@ -155,14 +187,14 @@ def test_study_notes_go_under_the_title(tmp_path, capsys):
 
 
 def test_variant_labels_name_the_real_difference_not_the_sizes_matching_chose():
-    from bench.report import Variant, _label
+    from bench.report.load import Variant, label_variants
 
     def key(tied: bool, hidden: int) -> str:
         changed = {} if tied else {"hidden": hidden}
         return json.dumps({"model": {"tied": tied, "hidden": hidden}, "train": {"segments": 1},
                            "extra": {"match": {"achieved": 1000 + hidden, "changed": changed}}}, sort_keys=True)
     variants = [Variant("maze", "unrolled", "cpu", key(True, 64)), Variant("maze", "unrolled", "cpu", key(False, 32))]
-    _label(variants)
+    label_variants(variants)
     assert [v.label for v in variants] == ["unrolled (tied=True)", "unrolled (tied=False)"]
 
 
@@ -171,7 +203,36 @@ def test_regenerating_a_report_gives_byte_identical_files(built, tmp_path):
     root, _, _ = built
     write_report(root / "results", tmp_path / "again")
     for name in FIGURES:
-        for suffix in ("svg", "png"):
-            first = (root / "reports" / "figures" / f"{name}.{suffix}").read_bytes()
-            assert first == (tmp_path / "again" / "figures" / f"{name}.{suffix}").read_bytes(), f"{name}.{suffix}"
+        first = (root / "reports" / "figures" / f"{name}.png").read_bytes()
+        assert first == (tmp_path / "again" / "figures" / f"{name}.png").read_bytes(), name
     assert (root / "reports" / "index.html").read_bytes() == (tmp_path / "again" / "index.html").read_bytes()
+
+
+def test_duplicates_of_a_config_and_seed_count_once_the_newest_kept(tmp_path):
+    from bench.report import load_runs
+
+    results = write_fixture(tmp_path / "results")
+    original = next(results.glob("maze-hrm-cpu-s1-*/summary.json"))
+    summary = json.loads(original.read_text())
+    summary.update(run_id="maze-hrm-cpu-s1-rerun", finished_at="2099-01-01T00:00:00Z", exact_accuracy=0.5)
+    (results / "rerun").mkdir()
+    (results / "rerun" / "summary.json").write_text(json.dumps(summary))
+    variants, warnings = load_runs(results)
+    hrm = next(v for v in variants if v.model == "hrm")
+    assert sorted(r.seed for r in hrm.complete) == [0, 1, 2]
+    assert next(r for r in hrm.complete if r.seed == 1).exact_accuracy == 0.5      # the newest
+    duplicate = [w for w in warnings if "counted once" in w]
+    assert len(duplicate) == 1 and str(original) in duplicate[0] and "rerun" in duplicate[0]
+
+
+def test_the_budget_is_named_by_its_preset(tmp_path):
+    results = write_fixture(tmp_path / "results")
+    for path in results.glob("maze-*/summary.json"):
+        summary = json.loads(path.read_text())
+        summary["preset"] = summary["config"]["preset"] = "smoke"
+        summary["exact_accuracy"] = 0.01
+        path.write_text(json.dumps(summary))
+    text, _ = write_report(results, tmp_path / "out")
+    text = text.read_text()
+    assert "maze: no model reaches 5% exact in the smoke preset" in text
+    assert "cpu preset" not in text and "cpu budget" not in text

@@ -65,3 +65,82 @@ def test_bootstrap_is_seeded_and_brackets_the_statistic():
     assert 1.8 < (high - low) / 2 < 3.4
     median, low, high = bootstrap_interval(values, statistic=np.median, seed=0)
     assert median == pytest.approx(9.5) and low <= median <= high
+
+
+def _wilson_by_hand(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def test_wilson_interval_matches_the_formula_and_published_values():
+    from bench.stats import wilson_interval
+    # 0 of 10: upper 0.2775; 5 of 10: 0.2366–0.7634 (Newcombe 1998, Table I)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(133, 256) == pytest.approx(_wilson_by_hand(133, 256), abs=1e-9)
+
+
+def test_accuracy_interval_never_leaves_zero_to_one():
+    from bench.stats import accuracy_interval
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        seeds = int(rng.integers(1, 6))
+        values = np.clip(rng.choice([0.0, 1.0, rng.random()], size=seeds), 0, 1)
+        interval = accuracy_interval(list(values), 256)
+        assert 0.0 <= interval.low <= interval.mean <= interval.high <= 1.0
+    # the t-interval of these seeds runs below 0 (0.5 ± 2.2 in percent); this one cannot
+    interval = accuracy_interval([0.0, 0.0, 0.015], 1000)
+    assert 0.0 <= interval.low < 0.001 and interval.high < 0.2 and interval.method == "logit-t"
+    assert mean_interval([0.0, 0.0, 0.015]).low < 0
+
+
+def test_accuracy_interval_by_hand():
+    from bench.stats import accuracy_interval
+    # seeds 0.71, 0.74, 0.69 of 256 examples: logits of (k + ½)/(N + 1); the seeds' logit variance (0.015)
+    # is below the binomial one (≈ 0.019), which sets the width with the normal quantile 1.96
+    correct = np.round(np.array([0.71, 0.74, 0.69]) * 256)
+    logits = np.log((correct + 0.5) / (256 - correct + 0.5))
+    binomial = np.mean(1 / (correct + 0.5) + 1 / (256 - correct + 0.5))
+    assert logits.var(ddof=1) < binomial
+    half = 1.959964 * math.sqrt(binomial / 3)
+    expected = 1 / (1 + np.exp(-(logits.mean() - half))), 1 / (1 + np.exp(-(logits.mean() + half)))
+    interval = accuracy_interval([0.71, 0.74, 0.69], 256)
+    assert (interval.low, interval.high) == pytest.approx(expected, abs=1e-4)
+    assert interval.mean == pytest.approx(0.71333, abs=1e-5)
+    one = accuracy_interval([0.52], 256)
+    assert one.method == "wilson" and (one.low, one.high) == pytest.approx(_wilson_by_hand(133, 256), abs=1e-9)
+    assert accuracy_interval([0.52], None).low is None       # no example count: no interval for one seed
+    identical = accuracy_interval([1.0, 1.0, 1.0], 1000)     # no spread: the binomial width remains
+    assert identical.high == 1.0 and 0.99 < identical.low < 1.0
+    # a spread above the binomial floor: Student's t(2) = 4.3027 on the seeds' logits
+    correct = np.round(np.array([0.2, 0.5, 0.8]) * 1000)
+    logits = np.log((correct + 0.5) / (1000 - correct + 0.5))
+    half = 4.3027 * logits.std(ddof=1) / math.sqrt(3)
+    wide = accuracy_interval([0.2, 0.5, 0.8], 1000)
+    assert (wide.low, wide.high) == pytest.approx((1 / (1 + np.exp(-(logits.mean() - half))),
+                                                   1 / (1 + np.exp(-(logits.mean() + half)))), abs=1e-4)
+
+
+def test_accuracy_difference_uses_welch_with_spread_and_fisher_without():
+    from scipy import stats as scipy_stats
+
+    from bench.stats import accuracy_difference
+    welch = accuracy_difference([0.71, 0.74, 0.69], [0.31, 0.35, 0.28], 256, 256)
+    assert welch.method == "welch" and welch.difference == pytest.approx(0.4)
+    assert welch.p == pytest.approx(scipy_stats.ttest_ind([0.71, 0.74, 0.69], [0.31, 0.35, 0.28],
+                                                          equal_var=False).pvalue)
+    fisher = accuracy_difference([0.5], [0.3, 0.3], 100, 100)
+    assert fisher.method == "fisher"
+    assert fisher.p == pytest.approx(scipy_stats.fisher_exact([[50, 50], [60, 140]]).pvalue)
+    assert -1.0 <= fisher.low < 0.2 < fisher.high <= 1.0
+    assert accuracy_difference([0.5], [0.3], None, None).p is None
+
+
+def test_holm_by_hand():
+    from bench.stats import holm
+    # sorted 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → monotone 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []

@@ -1,0 +1,122 @@
+"""`bench report`: read every run under --results, write index.md, index.html and figures/ to --out.
+
+Order: a short paragraph about the runs, one generated answer per question, the accuracy pivot and
+per-task dot plot, one finding per declared contrast with the forest plot, costs, the remaining
+figures; appendices hold every pairwise test, the study notes (--notes), the runs and the warnings.
+
+Robustness: unusable summaries are skipped with a warning naming the file; diverged runs are listed,
+never averaged in; duplicates of a (config hash, seed) count once; a table, finding or figure that
+cannot be made from odd data becomes a warning, not a crash.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+from bench.report import figures_accuracy, figures_curves
+from bench.report.contrasts import evaluate
+from bench.report.findings import contrast_findings, headlines, pairs_table
+from bench.report.load import Variant, load_runs
+from bench.report.plotting import Drawn, Styles, save
+from bench.report.render import note_blocks, render_html, render_markdown
+from bench.report.tables import (accuracy_pivot, act_table, cost_table, diverged_lines, runs_table, study_facts,
+                                 test_time_by_split_table)
+from bench.results import atomic_write_bytes, ensure_writable
+
+PIVOT_NOTE = ("Exact accuracy (%) on each task's first evaluation split, mean over seeds with a 95% interval "
+              "that stays inside [0, 100]: for one seed the Wilson score interval of its correct count "
+              "(“1 seed”), for several the Student-t interval of the seeds' logits, never narrower than the "
+              "examples' binomial error (docs/report.md). Bold: the best mean of each task. Rows are variants "
+              "(a model and the configuration keys that tell its variants apart).")
+
+
+def _about(results: Path, variants: list[Variant], notes: str, filters: str) -> str:
+    facts = study_facts(variants)
+    runs = sum(len(v.runs) for v in variants)
+    first = next((b[1] for b in note_blocks(notes) if b[0] == "p"), "") if notes.strip() else ""
+    return (f"**About this study.** {runs} runs in {len(variants)} variants read from `{results}`{filters}: tasks "
+            f"{facts['tasks']}; preset {facts['presets']}; {facts['seeds']} seed(s) per variant; machine "
+            f"{facts['devices']}. Made with `python -m bench report --results {results}`"
+            + (" — the study notes (how the runs were made, timings) are in the appendix." if notes.strip() else ".")
+            + (f" {first}" if first else ""))
+
+
+def _attempt(warnings: list[str], what: str, make: Callable, *args):
+    """make(*args), or None with a warning (odd data must not stop the report)."""
+    try:
+        return make(*args)
+    except Exception as error:  # noqa: BLE001 — see docstring
+        warnings.append(f"{what} could not be made: {type(error).__name__}: {error}")
+        return None
+
+
+def report_blocks(results: Path, variants: list[Variant], warnings: list[str], out: Path, notes: str = "",
+                  filters: str = "") -> tuple[list[tuple], list[Drawn]]:
+    """The report as blocks (bench/report/render.py) and its figures, saved under out/figures."""
+    blocks: list[tuple] = [("h1", "recurrent-bench report"), ("p", _about(results, variants, notes, filters))]
+    drawn: list[Drawn] = []
+    if not variants:
+        blocks.append(("p", "No finished runs yet: `python -m bench run --model transformer --task maze`."))
+        return blocks, drawn
+    styles = Styles(variants)
+
+    def figure(make: Callable, *args) -> list[tuple]:
+        result = _attempt(warnings, f"figure {getattr(make, '__name__', '?')}", make, *args)
+        if result is None:
+            return []
+        drawn.append(save(result, out))
+        return [("h3", result.title), ("figure", result)]
+
+    def table(make: Callable, introduction: str) -> list[tuple]:
+        result = _attempt(warnings, f"table {make.__name__}", make, variants)
+        return [] if result is None else [("p", introduction), ("table", result)]
+
+    pairs = _attempt(warnings, "the contrasts", evaluate, variants) or []
+    answers = _attempt(warnings, "the answers", headlines, variants, pairs) or []
+    blocks += [("h2", "Answers"), ("list", [f"**{question}** {answer}" for question, answer in answers])]
+    blocks += [("h2", "Exact accuracy"), ("p", PIVOT_NOTE), ("table", accuracy_pivot(variants))]
+    blocks += figure(figures_accuracy.accuracy_by_task, variants, styles)
+    lines = _attempt(warnings, "the findings", contrast_findings, pairs) or []
+    blocks += [("h2", "Findings"), ("p", "One line per declared contrast (bench/report/contrasts.py); "
+                                         "every pair is in appendix A.")]
+    blocks += [("list", lines + diverged_lines(variants))] if lines or diverged_lines(variants) else \
+        [("p", "No contrast could be formed from these runs.")]
+    blocks += figure(figures_accuracy.forest, pairs)
+    blocks += [("h2", "Costs"), ("p", "FLOPs are counted by the suite's counter over torch's FLOP formulas (2 per "
+                                      "multiply-add); training wall-clock is seconds of optimiser steps; MFU is achieved "
+                                      "FLOP/s over the device peak; ± is a Student-t interval over seeds."),
+               ("table", cost_table(variants))]
+    blocks += figure(figures_accuracy.pareto, variants, styles)
+    blocks += [("h2", "Curves")]
+    blocks += figure(figures_curves.learning_curves, variants, styles, "step")
+    blocks += figure(figures_curves.learning_curves, variants, styles, "flops")
+    blocks += figure(figures_accuracy.extrapolation, variants, styles)
+    blocks += figure(figures_curves.test_time, variants, styles)
+    blocks += table(test_time_by_split_table, "Exact accuracy (%) at each test-time setting (columns) on every "
+                                              "evaluation split, mean over seeds (n when more than one):")
+    blocks += figure(figures_curves.fixed_point, variants, styles)
+    blocks += figure(figures_curves.act_histogram, variants, styles)
+    blocks += table(act_table, "Exact accuracy (%) with learned halting, with all segments (fixed) and with oracle "
+                               "halting (each example stopped at its first right answer):")
+    table = pairs_table(pairs)
+    blocks += [("h2", "Appendix A: every pairwise test")]
+    blocks += [("table", table)] if table is not None else [("p", "No pairs.")]
+    if notes.strip():
+        blocks += [("h2", "Appendix B: study notes"), *note_blocks(notes)]
+    blocks += [("h2", "Appendix C: runs"), ("table", runs_table(variants))]
+    return blocks, drawn
+
+
+def write_report(results: Path, out: Path, tasks: Iterable[str] = (), models: Iterable[str] = (),
+                 notes: str = "") -> tuple[Path, list[str]]:
+    """Write out/index.md, out/index.html and out/figures/*.png; return (index.md path, warnings)."""
+    out = ensure_writable(Path(out))   # ResultsError (one line from the CLI) when it is not
+    variants, warnings = load_runs(Path(results), tasks, models)
+    filters = (f" (filters: tasks {sorted(tasks) or 'all'}, models {sorted(models) or 'all'})" if tasks or models else "")
+    blocks, _ = report_blocks(Path(results), variants, warnings, out, notes, filters)
+    if warnings:
+        blocks += [("h2", "Skipped files and warnings"), ("list", list(warnings))]
+    path = out / "index.md"
+    atomic_write_bytes(path, (render_markdown(blocks) + "\n").encode())
+    atomic_write_bytes(out / "index.html", render_html(blocks).encode())
+    return path, warnings

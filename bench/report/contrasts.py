@@ -1,0 +1,152 @@
+"""The report's pairwise claims, declared as data, and their tests with Holm's correction.
+
+A `Contrast` says which variant is compared against which:
+
+- kind "config": two variants of the same task, model and preset that differ only in `key`
+  (treatment value vs control value; ">1" matches any number above 1). Keys that do not change what
+  is trained (diagnostics settings, the sizes parameter matching chose) are not differences.
+- kind "model": the main variants (see `main_variants`) of model `treatment` vs model `control` on
+  each task.
+- kind "leader": on each task, the best main variant vs the runner-up (the ranking's claim).
+- kind "act": within every run with ACT diagnostics, learned halting vs running all segments (paired
+  by seed: the same model and examples).
+
+Every matched pair becomes a `Pair` with a DifferenceTest (bench/stats.py). All pairs with a p-value
+form one family: Holm's correction runs over all of them at once, and a pair counts as a difference
+only when its adjusted p is below `ALPHA`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from bench.report.load import NOT_A_DIFFERENCE, Variant, by_task, resized_keys
+from bench.stats import DifferenceTest, accuracy_difference, holm, mean_interval
+
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Contrast:
+    name: str          # as the report prints it, "treatment − control"
+    kind: str          # config | model | leader | act
+    key: str = ""      # the config key (kind "config")
+    treatment: Any = None
+    control: Any = None
+
+
+CONTRASTS: tuple[Contrast, ...] = (
+    Contrast("best − runner-up", "leader"),
+    Contrast("segments S − 1 (outer loop)", "config", "train.segments", ">1", 1),
+    Contrast("TRM − HRM (full last-cycle backprop vs one-step gradient)", "model", "model_name", "trm", "hrm"),
+    Contrast("tied − untied weights (recurrent vs feed-forward stack)", "config", "model.tied", True, False),
+    Contrast("looped − transformer (recurrent vs feed-forward model)", "model", "model_name", "looped", "transformer"),
+    Contrast("progressive loss α = 1 − α = 0", "config", "train.progressive_alpha", 1.0, 0.0),
+    Contrast("ACT learned halting − all segments", "act"),
+)
+
+@dataclass(frozen=True)
+class Pair:
+    contrast: Contrast
+    task: str
+    treatment: str      # variant labels
+    control: str
+    test: DifferenceTest
+    adjusted_p: float | None = None
+
+    @property
+    def significant(self) -> bool:
+        return self.adjusted_p is not None and self.adjusted_p < ALPHA
+
+
+def _segments(variant: Variant) -> float:
+    value = variant.flat.get("train.segments")
+    return float(value) if isinstance(value, (int, float)) else 1.0
+
+
+def main_variants(group: list[Variant]) -> list[Variant]:
+    """A task's main comparison: each model's variants at its largest segment count (a variant of the
+    same model with fewer segments is the outer-loop ablation)."""
+    most: dict[str, float] = {}
+    for variant in group:
+        most[variant.model] = max(most.get(variant.model, 0.0), _segments(variant))
+    return [v for v in group if v.complete and _segments(v) == most[v.model]]
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    """Does a config value match a declared treatment/control (">1": any number above 1)?"""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(wanted, str) and wanted.startswith(">"):
+        return numeric and value > float(wanted[1:])
+    if isinstance(wanted, bool) or isinstance(value, bool):
+        return value is wanted
+    if numeric and isinstance(wanted, (int, float)):
+        return float(value) == float(wanted)
+    return value == wanted
+
+
+def _differences(a: Variant, b: Variant) -> set[str]:
+    flat_a, flat_b = a.flat, b.flat
+    ignored = resized_keys(flat_a) | resized_keys(flat_b) | set(NOT_A_DIFFERENCE)
+    keys = (set(flat_a) | set(flat_b)) - ignored
+    return {k for k in keys if not k.startswith("extra.")
+            and json.dumps(flat_a.get(k), default=str) != json.dumps(flat_b.get(k), default=str)}
+
+
+def _accuracy_test(a: Variant, b: Variant) -> DifferenceTest | None:
+    runs_a = [r for r in a.complete if r.exact_accuracy is not None]
+    runs_b = [r for r in b.complete if r.exact_accuracy is not None]
+    return accuracy_difference([r.exact_accuracy for r in runs_a], [r.exact_accuracy for r in runs_b],
+                               [r.examples for r in runs_a], [r.examples for r in runs_b])
+
+
+def _act_test(variant: Variant) -> DifferenceTest | None:
+    """Learned − fixed halting per seed: a paired t-test and interval over seeds (one seed, or every seed
+    the same difference: no test)."""
+    deltas = np.asarray([r.act.accuracy["learned"] - r.act.accuracy["fixed"] for r in variant.complete
+                         if r.act and r.act.accuracy["learned"] is not None and r.act.accuracy["fixed"] is not None])
+    if deltas.size == 0:
+        return None
+    interval = mean_interval(deltas)
+    if interval.half_width is None or interval.std == 0:   # one seed, or no spread to test against
+        return DifferenceTest(interval.mean, None, None, None, "none", interval.n, interval.n)
+    p = float(scipy_stats.ttest_1samp(deltas, 0.0).pvalue)
+    return DifferenceTest(interval.mean, max(-1.0, interval.low), min(1.0, interval.high), p, "paired-t",
+                          interval.n, interval.n)
+
+
+def _pairs(contrast: Contrast, task: str, group: list[Variant]) -> list[tuple[str, str, DifferenceTest | None]]:
+    main = main_variants(group)
+    if contrast.kind == "leader":
+        ranked = sorted((v for v in main if v.accuracy()), key=lambda v: -v.accuracy().mean)
+        return [(ranked[0].label, ranked[1].label, _accuracy_test(ranked[0], ranked[1]))] if len(ranked) > 1 else []
+    if contrast.kind == "model":
+        return [(a.label, b.label, _accuracy_test(a, b)) for a in main if a.model == contrast.treatment
+                for b in main if b.model == contrast.control]
+    if contrast.kind == "act":
+        return [(f"{v.label} · learned", f"{v.label} · all segments", _act_test(v)) for v in group
+                if any(r.act for r in v.complete)]
+    out = []
+    for a in group:
+        for b in group:
+            if (a.model, a.preset) == (b.model, b.preset) and a.complete and b.complete \
+                    and _matches(a.flat.get(contrast.key), contrast.treatment) \
+                    and _matches(b.flat.get(contrast.key), contrast.control) \
+                    and _differences(a, b) == {contrast.key}:
+                out.append((a.label, b.label, _accuracy_test(a, b)))
+    return out
+
+
+def evaluate(variants: list[Variant], contrasts: tuple[Contrast, ...] = CONTRASTS) -> list[Pair]:
+    """Every declared contrast on every task; Holm's correction over all pairs that have a p-value."""
+    pairs = [Pair(contrast, task, treatment, control, test)
+             for contrast in contrasts for task, group in by_task(variants).items()
+             for treatment, control, test in _pairs(contrast, task, group) if test is not None]
+    tested = [i for i, pair in enumerate(pairs) if pair.test.p is not None]
+    for index, adjusted in zip(tested, holm([pairs[i].test.p for i in tested])):
+        pairs[index] = replace(pairs[index], adjusted_p=adjusted)
+    return pairs

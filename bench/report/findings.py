@@ -1,0 +1,216 @@
+"""Sentences and tables generated from the numbers: the headline per question, one finding per
+contrast, and the per-pair appendix.
+
+Percentages are of exact accuracy; intervals are 95% (bench/stats.py says which construction);
+"differs" means Holm-adjusted p < 0.05 over the report's whole family of pairwise tests
+(bench/report/contrasts.py).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench.report.contrasts import CONTRASTS, Contrast, Pair, main_variants
+from bench.report.load import Variant, by_task, presets
+from bench.stats import AccuracyInterval, DifferenceTest, accuracy_difference
+
+NOTHING_LEARNED = 0.05     # best mean exact accuracy below this: the task did not learn in budget
+CONVERGED = 0.05           # final relative residual below this: the state reached a fixed point
+
+
+def fmt_accuracy(interval: AccuracyInterval | None, seeds: bool = True) -> str:
+    """'71.3 [63.8, 77.8]' (percent), with '(1 seed)' for single runs."""
+    if interval is None:
+        return "—"
+    text = f"{100 * interval.mean:.1f}"
+    if interval.low is not None:
+        text += f" [{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
+    return text + (" (1 seed)" if seeds and interval.n == 1 else "")
+
+
+def fmt_difference(test: DifferenceTest) -> str:
+    text = f"{100 * test.difference:+.1f}"
+    return text + (f" [{100 * test.low:+.1f}, {100 * test.high:+.1f}]" if test.low is not None else "") + " points"
+
+
+def _p(value: float | None) -> str:
+    return "—" if value is None else ("< 0.001" if value < 0.001 else f"{value:.3f}")
+
+
+# ------------------------------------------------------------------------------------ contrasts
+def contrast_findings(pairs: list[Pair]) -> list[str]:
+    """One sentence per declared contrast that matched any pair."""
+    family = sum(p.adjusted_p is not None for p in pairs)
+    lines = []
+    for contrast in CONTRASTS:
+        mine = [p for p in pairs if p.contrast is contrast]
+        if not mine:
+            continue
+        tasks = sorted({p.task for p in mine})
+        winners = [p for p in mine if p.significant]
+        untested = sum(p.test.p is None for p in mine)
+        median = float(np.median([100 * p.test.difference for p in mine]))
+        shown = "; ".join(f"{p.treatment} vs {p.control} on {p.task} {fmt_difference(p.test)}" for p in winners[:4])
+        verdict = (f"{len(winners)} differ after Holm's correction over the report's {family} tests ({shown}"
+                   + (f"; {len(winners) - 4} more in the appendix" if len(winners) > 4 else "") + ")"
+                   if winners else f"none differs after Holm's correction over the report's {family} tests")
+        lines.append(f"**{contrast.name}**: {len(mine)} pair(s) on {len(tasks)} task(s) "
+                     f"({', '.join(tasks)}); median difference {median:+.1f} points; {verdict}"
+                     + (f"; {untested} without a test (one seed without example counts, or no spread over seeds)"
+                        if untested else "") + ".")
+    return lines
+
+
+def pairs_table(pairs: list[Pair]) -> pd.DataFrame | None:
+    if not pairs:
+        return None
+    return pd.DataFrame([{"contrast": p.contrast.name, "task": p.task, "treatment": p.treatment, "control": p.control,
+                          "difference (points) [95%]": fmt_difference(p.test), "test": p.test.method,
+                          "n": f"{p.test.n_a} vs {p.test.n_b}", "p": _p(p.test.p), "Holm p": _p(p.adjusted_p),
+                          "differs": "yes" if p.significant else "no"} for p in pairs])
+
+
+# ------------------------------------------------------------------------------------ test time
+@dataclass(frozen=True)
+class TestTimeGain:
+    variant: Variant
+    knob: str
+    split: str              # the evaluation split the curve was measured on
+    trained: float
+    largest: float
+    test: DifferenceTest    # acc(largest) − acc(trained) over seeds
+
+
+def test_time_gains(variants: list[Variant]) -> list[TestTimeGain]:
+    """Per variant, knob and split (every split where per-split curves were recorded, else the first):
+    accuracy at the largest test-time setting minus at the trained one, with bench/stats'
+    accuracy_difference over seeds on the diagnostics subset (independent-sample intervals for
+    paired data: conservative)."""
+    out = []
+    for variant in variants:
+        per_curve: dict[tuple[str, str], list[tuple[float, float, float, float, int | None]]] = defaultdict(list)
+        for run in variant.complete:
+            curves = {(split, knob): curve for split, knobs in run.test_time_by_split.items()
+                      for knob, curve in knobs.items()} or \
+                     {(run.first_split or "test", knob): curve for knob, curve in run.test_time.items()}
+            for (split, knob), curve in curves.items():
+                points = {p.x: p.exact_accuracy for p in curve.points if p.exact_accuracy is not None}
+                if curve.trained in points and max(points) > curve.trained:
+                    largest = max(points)
+                    examples = min(filter(None, (run.diagnostics_examples, run.split_examples.get(split))), default=None)
+                    per_curve[(split, knob)].append((curve.trained, largest, points[largest], points[curve.trained],
+                                                     examples))
+        for (split, knob), entries in per_curve.items():
+            test = accuracy_difference([e[2] for e in entries], [e[3] for e in entries],
+                                       [e[4] for e in entries], [e[4] for e in entries])
+            out.append(TestTimeGain(variant, knob, split, entries[0][0], max(e[1] for e in entries), test))
+    return out
+
+
+def fixed_point_finals(variants: list[Variant]) -> list[tuple[Variant, str, float]]:
+    """(variant, state, mean over seeds of its last defined relative residual)."""
+    out = []
+    for variant in variants:
+        finals: dict[str, list[float]] = defaultdict(list)
+        for run in variant.complete:
+            for knob, entry in run.fixed_point.items():
+                for state, trace in entry.residuals.items():
+                    defined = [v for v in trace if v is not None]
+                    if defined:
+                        finals[f"{state} ({knob})"].append(defined[-1])
+        out += [(variant, state, float(np.mean(values))) for state, values in sorted(finals.items())]
+    return out
+
+
+# ------------------------------------------------------------------------------------ headlines
+QUESTIONS = (
+    "At matched parameters, how do the models rank on each task?",
+    "Does outer-loop refinement (deep-supervision segments) help?",
+    "Does TRM's last-cycle full backprop beat HRM's one-step gradient at equal steps?",
+    "Who gains from more test-time iterations, and who extrapolates?",
+    "Do the recurrent states approach a fixed point?",
+)
+# questions 2 and 3 are answered by a declared contrast (bench/report/contrasts.py), by position
+ANSWERED_BY = {1: CONTRASTS[1], 2: CONTRASTS[2]}
+
+
+def _contrast_headline(pairs: list[Pair], contrast: Contrast) -> str:
+    """One sentence on a contrast: which pairs differ after Holm, and the median and range of all
+    its differences."""
+    mine = [p for p in pairs if p.contrast is contrast]
+    if not mine:
+        return f"{contrast.name}: no pair of these runs forms this contrast."
+    winners = [p for p in mine if p.significant]
+    differences = [100 * p.test.difference for p in mine]
+    spread = (f"median {np.median(differences):+.1f} points, from {min(differences):+.1f} to "
+              f"{max(differences):+.1f}, over {len(mine)} pairs")
+    if not winners:
+        return f"{mine[0].contrast.name}: no pair differs after Holm's correction ({spread})."
+    shown = ", ".join(f"{p.treatment} vs {p.control} on {p.task} {fmt_difference(p.test)}" for p in winners[:3])
+    return f"{mine[0].contrast.name}: {len(winners)} pair(s) differ after Holm's correction ({shown}); {spread}."
+
+
+def headlines(variants: list[Variant], pairs: list[Pair]) -> list[tuple[str, str]]:
+    """(question, one generated sentence) for each of QUESTIONS."""
+    preset = presets(variants)
+    leaders, idle = [], []
+    for task, group in by_task(variants).items():
+        scored = sorted(((v.accuracy(), v) for v in main_variants(group) if v.accuracy()), key=lambda t: -t[0].mean)
+        if not scored:
+            continue
+        if scored[0][0].mean < NOTHING_LEARNED:
+            idle.append(task)
+            continue
+        lead = next((p for p in pairs if p.contrast.kind == "leader" and p.task == task), None)
+        separated = "" if lead is None else (f", ahead of {lead.control}" if lead.significant
+                                             else f", not separated from {lead.control}")
+        leaders.append(f"{task}: {scored[0][1].label} {fmt_accuracy(scored[0][0])}{separated}")
+    rank = "; ".join(leaders) if leaders else "no task has a model above 5% exact"
+    if idle:
+        rank += f"; {', '.join(idle)}: no model reaches {100 * NOTHING_LEARNED:.0f}% exact in the {preset} preset"
+    answers = [f"Best per task — {rank}."]
+    answers += [_contrast_headline(pairs, ANSWERED_BY[index]) for index in (1, 2)]
+    gains = test_time_gains(variants)
+    helps = [g for g in gains if g.test.low is not None and g.test.low > 0]
+    hurts = [g for g in gains if g.test.high is not None and g.test.high < 0]
+    extrapolation = _extrapolation_leaders(variants)
+    shown = ", ".join(f"{g.variant.label} on {g.split} ({g.knob} {g.largest:g} vs {g.trained:g}: "
+                      f"{fmt_difference(g.test)})" for g in sorted(helps, key=lambda g: -g.test.difference)[:3])
+    test_time = (f"Evaluating with the largest test-time setting instead of the trained one raises exact accuracy "
+                 f"(95% interval above 0) on {len(helps)} of {len(gains)} variant × knob × split curves"
+                 + (f" ({shown})" if helps else "") + f" and lowers it on {len(hurts)}"
+                 if gains else "No test-time curves were recorded")
+    answers.append(test_time + (f"; at the largest test size the best is {extrapolation}" if extrapolation else "") + ".")
+    finals = fixed_point_finals(variants)
+    if finals:
+        per_model: dict[str, list[bool]] = defaultdict(list)
+        for variant, _, value in finals:
+            per_model[variant.model].append(value < CONVERGED)
+        answers.append(f"Final relative residual below {CONVERGED} (a fixed point) for {sum(sum(v) for v in per_model.values())}"
+                       f" of {len(finals)} traced states: " + ", ".join(f"{m} {sum(v)}/{len(v)}"
+                                                                       for m, v in sorted(per_model.items())) + ".")
+    else:
+        answers.append("No fixed-point traces were recorded.")
+    return list(zip(QUESTIONS, answers))
+
+
+def _extrapolation_leaders(variants: list[Variant]) -> str:
+    """'addition (length 12): looped 4.3%, …' over tasks that have an extrapolation axis."""
+    parts = []
+    for task, group in by_task(variants).items():
+        for axis in sorted({a for v in group for r in v.complete for a in r.curves}):
+            best: tuple[float, float, str] | None = None
+            largest = max(p.x for v in group for r in v.complete for p in r.curves.get(axis, ()))
+            for variant in main_variants(group):
+                values = [p.exact_accuracy for r in variant.complete for p in r.curves.get(axis, ())
+                          if p.x == largest and p.exact_accuracy is not None]
+                if values and (best is None or np.mean(values) > best[0]):
+                    best = (float(np.mean(values)), largest, variant.label)
+            if best and best[0] > 0:
+                parts.append(f"{task} ({axis} {best[1]:g}): {best[2]} {100 * best[0]:.1f}%")
+            elif best:
+                parts.append(f"{task} ({axis} {best[1]:g}): every model 0%")
+    return "; ".join(parts)

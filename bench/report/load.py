@@ -1,0 +1,181 @@
+"""Read a results tree into variants: the runs of one task × model × preset × configuration.
+
+Runs of one variant differ only in the seed. Two summaries of the same (config hash, seed) are one
+run recorded twice (a rerun into the same folder tree): the newest (by `finished_at`) is kept and
+the other named in a warning, so a variant's n is its number of distinct seeds.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from bench.report.schema import Run, UnusableSummary, parse_run
+from bench.results import ResultsError, iter_summaries
+from bench.stats import AccuracyInterval, accuracy_interval
+
+# config keys that choose how a run is measured or logged, not what is trained: they never name a variant
+NOT_A_DIFFERENCE = ("train.test_time_points", "train.diagnostics_examples", "train.eval_segments",
+                    "train.eval_halting", "train.eval_every", "train.eval_batch_size", "train.log_every",
+                    "train.checkpoint_every")
+
+
+def variant_key(config: dict[str, Any]) -> str:
+    """The configuration without seed and device: what makes runs seeds of one variant."""
+    config = json.loads(json.dumps(config, default=str))
+    config.get("train", {}).pop("seed", None)
+    config.pop("device", None)
+    return json.dumps(config, sort_keys=True)
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config → {"train.segments": 2, …}."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@dataclass
+class Variant:
+    task: str
+    model: str
+    preset: str
+    key: str
+    runs: list[Run] = field(default_factory=list)
+    label: str = ""
+
+    @property
+    def complete(self) -> list[Run]:
+        return [r for r in self.runs if r.complete]
+
+    @property
+    def diverged(self) -> list[Run]:
+        return [r for r in self.runs if r.status == "diverged"]
+
+    @property
+    def flat(self) -> dict[str, Any]:
+        return flatten(json.loads(self.key))
+
+    def values(self, getter: Callable[[Run], float | None]) -> list[float]:
+        """getter over the complete runs, None results left out."""
+        return [v for v in (getter(r) for r in self.complete) if v is not None]
+
+    def accuracy(self) -> AccuracyInterval | None:
+        """Exact accuracy on the first evaluation split over seeds (bench/stats.accuracy_interval)."""
+        runs = [r for r in self.complete if r.exact_accuracy is not None]
+        return accuracy_interval([r.exact_accuracy for r in runs], [r.examples for r in runs])
+
+
+def check_filters(results: Path, tasks: Iterable[str] = (), models: Iterable[str] = ()) -> None:
+    """ResultsError when --results is not a directory, or a --task/--model filter names nothing in it
+    (a report of nothing would look like a report of no runs)."""
+    results = Path(results)
+    if not results.exists():
+        raise ResultsError(f"{results}: no such results directory")
+    if not results.is_dir():
+        raise ResultsError(f"{results}: not a directory (give the folder that holds the runs)")
+    found: dict[str, set[str]] = {"task": set(), "model": set()}
+    for _, summary, _ in iter_summaries(results):
+        if summary:
+            for kind in found:
+                found[kind].add(str(summary.get(kind)))
+    for kind, names in (("task", tasks), ("model", models)):
+        unknown = sorted(set(names) - found[kind])
+        if unknown:
+            there = ", ".join(sorted(found[kind])) or "none"
+            raise ResultsError(f"--{kind} {', '.join(unknown)}: no runs of that {kind} under {results} "
+                               f"({kind}s there: {there})")
+
+
+def _deduplicate(runs: list[Run], warnings: list[str]) -> list[Run]:
+    """One run per (config hash, seed): the newest; the others named in a warning."""
+    groups: dict[tuple[str, Any], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[(run.config_hash or run.run_id, run.seed)].append(run)
+    kept = []
+    for (config_hash, seed), group in groups.items():
+        group.sort(key=lambda r: (r.finished_at, str(r.path)))
+        kept.append(group[-1])
+        if len(group) > 1:
+            warnings.append(f"{len(group)} summaries of config {config_hash} seed {seed}: counted once, the newest "
+                            f"({group[-1].path}); ignored {', '.join(str(r.path) for r in group[:-1])}")
+    return kept
+
+
+def load_runs(results: Path, tasks: Iterable[str] = (), models: Iterable[str] = ()) -> tuple[list[Variant], list[str]]:
+    """(variants sorted by task, model, preset, label; warnings for every skipped or odd file)."""
+    tasks, models = set(tasks), set(models)
+    warnings: list[str] = []
+    runs: list[Run] = []
+    for path, summary, problem in iter_summaries(results):
+        if summary is None:
+            warnings.append(f"skipped {problem}")
+            continue
+        try:
+            run = parse_run(summary, path)
+        except UnusableSummary as error:
+            warnings.append(f"skipped {path}: {error}")
+            continue
+        if (tasks and run.task not in tasks) or (models and run.model not in models):
+            continue
+        if run.dropped:
+            warnings.append(f"{path}: ignored malformed {', '.join(run.dropped)}")
+        runs.append(run)
+    variants: dict[tuple, Variant] = {}
+    for run in _deduplicate(runs, warnings):
+        key = (run.task, run.model, run.preset, variant_key(run.config))
+        variants.setdefault(key, Variant(*key)).runs.append(run)
+    for variant in variants.values():
+        variant.runs.sort(key=lambda r: (r.seed is None, r.seed or 0, r.finished_at))
+    label_variants(list(variants.values()))
+    return sorted(variants.values(), key=lambda v: (v.task, v.model, v.preset, v.label)), warnings
+
+
+def resized_keys(flat: dict[str, Any]) -> set[str]:
+    """Config keys that parameter matching set (extra.match.changed.*): consequences, not choices."""
+    return {f"model.{k.rsplit('.', 1)[-1]}" for k in flat if k.startswith("extra.match.changed.")}
+
+
+def label_variants(variants: list[Variant]) -> None:
+    """Name each variant by its model plus the config keys that tell the model's variants apart on
+    some task (the same keys on every task, so a pivot row is the same variant everywhere; e.g.
+    "hrm (segments=1)"), and the preset when a task holds several."""
+    keys_of: dict[str, set[str]] = defaultdict(set)
+    siblings: dict[tuple[str, str], list[Variant]] = defaultdict(list)
+    for variant in variants:
+        siblings[(variant.task, variant.model)].append(variant)
+    for (_, model), group in siblings.items():
+        flats = [v.flat for v in group]
+        differing = {k for f in flats for k in f if len({json.dumps(g.get(k), default=str) for g in flats}) > 1}
+        resized = set().union(*(resized_keys(f) for f in flats))
+        differing = {k for k in differing if k != "preset" and not k.startswith("extra.") and k not in NOT_A_DIFFERENCE}
+        keys_of[model] |= (differing - resized) or differing
+    for (_, model), group in siblings.items():
+        keys = sorted(keys_of[model])[:3]
+        for variant in group:
+            flat = variant.flat
+            shown = [f"{k.split('.', 1)[-1]}={flat.get(k)}" for k in keys]
+            if len({v.preset for v in group}) > 1:
+                shown.insert(0, variant.preset)
+            variant.label = f"{model} ({', '.join(shown)})" if shown else model
+            if len(group) > 1 and not shown:
+                variant.label = f"{model} ({variant.key[:8]})"
+
+
+def by_task(variants: list[Variant]) -> dict[str, list[Variant]]:
+    grouped: dict[str, list[Variant]] = defaultdict(list)
+    for variant in variants:
+        grouped[variant.task].append(variant)
+    return dict(sorted(grouped.items()))
+
+
+def presets(variants: list[Variant]) -> str:
+    """The preset name(s) of these variants, for sentences that name a budget ("the cpu preset")."""
+    names = sorted({v.preset for v in variants})
+    return "/".join(names) if names else "?"

@@ -1,0 +1,235 @@
+"""What a run's summary.json holds, as far as the report reads it: one place, typed.
+
+`parse_run(payload, path)` turns the JSON of bench/runner.py (sections described in
+results/README.md and bench/analysis.py) into a `Run`. A summary the report cannot use (still
+running, unknown status, missing task/model/config, a complete run without metrics) raises
+`UnusableSummary` with the reason; malformed *optional* sections (a curve that is not a list of
+points, a diagnostic of the wrong shape) are dropped and named in `Run.dropped`, so figures and
+findings can trust the shape of everything they get. Numbers are finite floats or None.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class UnusableSummary(ValueError):
+    """A summary the report skips (the message says why)."""
+
+
+def number(value: Any) -> float | None:
+    """A finite float, or None (JSON may hold null, "inf", strings or garbage)."""
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of an accuracy curve: an extrapolation split or a test-time setting."""
+    x: float
+    exact_accuracy: float | None
+    token_accuracy: float | None = None
+    flops_per_example: float | None = None
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class TestTimeCurve:
+    trained: float | None
+    points: tuple[Point, ...]
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    at: float | None
+    residuals: dict[str, tuple[float | None, ...]]   # state → relative residual per iteration
+
+
+@dataclass(frozen=True)
+class Act:
+    segments: int
+    accuracy: dict[str, float | None]   # policy (learned, fixed, oracle) → exact accuracy
+    mean_segments: dict[str, float | None]
+    histogram: dict[int, int]           # segments used with learned halting → examples
+
+
+@dataclass(frozen=True)
+class TrainPoint:
+    step: float
+    loss: float | None
+    exact_accuracy: float | None   # of a training batch
+
+
+@dataclass
+class Run:
+    path: Path
+    run_id: str
+    status: str                 # complete | diverged
+    task: str
+    model: str
+    preset: str
+    seed: int | None
+    config_hash: str
+    config: dict[str, Any]
+    finished_at: str
+    params: float | None = None
+    exact_accuracy: float | None = None
+    first_split: str | None = None
+    examples: int | None = None  # size of the first evaluation split (what exact_accuracy is over)
+    split_examples: dict[str, int] = field(default_factory=dict)
+    curves: dict[str, tuple[Point, ...]] = field(default_factory=dict)
+    train_curve: tuple[TrainPoint, ...] = ()
+    train_seconds: float | None = None
+    flops_total: float | None = None
+    flops_per_step: float | None = None   # training FLOPs of one optimiser step
+    inference_flops: float | None = None
+    throughput: float | None = None
+    mfu_train: float | None = None
+    peak_memory: float | None = None
+    device: str = "?"
+    diverged_step: float | None = None
+    test_time: dict[str, TestTimeCurve] = field(default_factory=dict)
+    test_time_by_split: dict[str, dict[str, TestTimeCurve]] = field(default_factory=dict)
+    fixed_point: dict[str, FixedPoint] = field(default_factory=dict)
+    act: Act | None = None
+    diagnostics_examples: int | None = None   # the subset the diagnostics ran on
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+
+def _section(payload: dict[str, Any], key: str) -> dict[str, Any]:
+    value = payload.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _points(value: Any) -> tuple[Point, ...] | None:
+    """A list of {x, exact_accuracy, …} dicts → points (entries without a numeric x are skipped);
+    None when `value` is not a list of dicts at all."""
+    if not isinstance(value, list):
+        return None
+    points = []
+    for entry in value:
+        if isinstance(entry, dict) and number(entry.get("x")) is not None:
+            points.append(Point(number(entry["x"]), number(entry.get("exact_accuracy")),
+                                number(entry.get("token_accuracy")), number(entry.get("flops_per_example")),
+                                entry.get("split") if isinstance(entry.get("split"), str) else None))
+    return tuple(sorted(points, key=lambda p: p.x))
+
+
+def _test_time(value: Any, where: str, dropped: list[str]) -> dict[str, TestTimeCurve]:
+    out = {}
+    for knob, entry in (value.items() if isinstance(value, dict) else ()):
+        points = _points(entry.get("points")) if isinstance(entry, dict) else None
+        if points is None:
+            dropped.append(f"{where}.{knob}")
+            continue
+        out[knob] = TestTimeCurve(number(entry.get("trained")), points)
+    return out
+
+
+def _fixed_point(value: Any, dropped: list[str]) -> dict[str, FixedPoint]:
+    out = {}
+    for knob, entry in (value.items() if isinstance(value, dict) else ()):
+        residuals = entry.get("residuals") if isinstance(entry, dict) else None
+        if not isinstance(residuals, dict):
+            dropped.append(f"diagnostics.fixed_point.{knob}")
+            continue
+        out[knob] = FixedPoint(number(entry.get("at")), {state: tuple(number(v) for v in trace)
+                                                         for state, trace in residuals.items()
+                                                         if isinstance(trace, list)})
+    return out
+
+
+def _act(value: Any, dropped: list[str]) -> Act | None:
+    if value is None:
+        return None
+    policies = ("learned", "fixed", "oracle")
+    if not (isinstance(value, dict) and all(isinstance(value.get(p), dict) for p in policies)):
+        dropped.append("diagnostics.act")
+        return None
+    histogram = value.get("segments_histogram") if isinstance(value.get("segments_histogram"), dict) else {}
+    counts = {int(k): int(v) for k, v in histogram.items() if number(k) is not None and number(v) is not None}
+    return Act(int(number(value.get("segments")) or max(counts, default=0)),
+               {p: number(value[p].get("exact_accuracy")) for p in policies},
+               {p: number(value[p].get("mean_segments")) for p in policies}, counts)
+
+
+def _device(environment: dict[str, Any], fallback: Any) -> str:
+    """'cpu: AMD EPYC' from the environment's device name, trademarks and clock dropped."""
+    name = re.sub(r"\((R|TM)\)|CPU|Processor|@.*$", "", str(environment.get("device_name") or "")).strip()
+    return f"{fallback or '?'}" + (f": {' '.join(name.split())}" if name else "")
+
+
+def _per_step(train: dict[str, Any]) -> float | None:
+    total, steps = number(train.get("flops_total")), number(train.get("steps"))
+    return total / steps if total is not None and steps else None
+
+
+def parse_run(payload: dict[str, Any], path: Path) -> Run:
+    """A `Run` from a summary's JSON; UnusableSummary when the report cannot use it."""
+    status = payload.get("status")
+    if status == "running":
+        raise UnusableSummary("run still running or interrupted")
+    if status not in ("complete", "diverged"):
+        raise UnusableSummary(f"unknown status {status!r}")
+    if not isinstance(payload.get("config"), dict) or not payload.get("task") or not payload.get("model"):
+        raise UnusableSummary("partial summary (missing task/model/config)")
+    metrics = payload.get("metrics")
+    if status == "complete":
+        missing = [k for k in ("metrics", "train", "inference") if not isinstance(payload.get(k), dict)]
+        if missing or number(payload.get("exact_accuracy")) is None:
+            raise UnusableSummary(f"partial summary (missing {', '.join(missing) or 'exact_accuracy'})")
+    dropped: list[str] = []
+    train, inference, data = _section(payload, "train"), _section(payload, "inference"), _section(payload, "data")
+    first_split = next(iter(metrics), None) if isinstance(metrics, dict) else None
+    split_examples = {k[: -len("_examples")]: int(v) for k, v in data.items()
+                      if k.endswith("_examples") and number(v) is not None and number(v) > 0}
+    curves: dict[str, tuple[Point, ...]] = {}
+    for axis, entries in _section(payload, "curves").items():
+        points = _points(entries)
+        if points is None:
+            dropped.append(f"curves.{axis}")
+        else:
+            curves[axis] = points
+    if "curve" in train and not isinstance(train["curve"], list):
+        dropped.append("train.curve")
+    train_curve = tuple(TrainPoint(number(p["step"]), number(p.get("loss")), number(p.get("exact_accuracy")))
+                        for p in (train.get("curve") if isinstance(train.get("curve"), list) else [])
+                        if isinstance(p, dict) and number(p.get("step")) is not None)
+    diagnostics = payload.get("diagnostics")
+    if diagnostics is not None and not isinstance(diagnostics, dict):
+        dropped.append("diagnostics")
+    diagnostics = diagnostics if isinstance(diagnostics, dict) else {}
+    by_split_raw = diagnostics.get("test_time_compute_by_split")
+    by_split = {split: _test_time(knobs, f"diagnostics.test_time_compute_by_split.{split}", dropped)
+                for split, knobs in (by_split_raw.items() if isinstance(by_split_raw, dict) else ())}
+    return Run(
+        path=Path(path), run_id=str(payload.get("run_id", Path(path).parent.name)), status=status,
+        task=str(payload["task"]), model=str(payload["model"]), preset=str(payload.get("preset")),
+        seed=int(payload["seed"]) if number(payload.get("seed")) is not None else None,
+        config_hash=str(payload.get("config_hash") or ""), config=payload["config"],
+        finished_at=str(payload.get("finished_at") or payload.get("started_at") or ""),
+        params=number(payload.get("params")), exact_accuracy=number(payload.get("exact_accuracy")),
+        first_split=first_split, examples=split_examples.get(first_split) if first_split else None,
+        split_examples=split_examples, curves=curves, train_curve=train_curve,
+        train_seconds=number(train.get("seconds")), flops_total=number(train.get("flops_total")),
+        flops_per_step=number(train.get("flops_per_step")) or _per_step(train),
+        inference_flops=number(inference.get("flops_per_example")),
+        throughput=number(inference.get("examples_per_second")),
+        mfu_train=number(_section(payload, "mfu").get("train")),
+        peak_memory=number(_section(payload, "memory").get("peak_memory_bytes")),
+        device=_device(_section(payload, "environment"), payload.get("device")),
+        diverged_step=number(payload.get("diverged_step")),
+        test_time=_test_time(diagnostics.get("test_time_compute"), "diagnostics.test_time_compute", dropped),
+        test_time_by_split=by_split, fixed_point=_fixed_point(diagnostics.get("fixed_point"), dropped),
+        act=_act(diagnostics.get("act"), dropped),
+        diagnostics_examples=int(number(diagnostics.get("examples")) or 0) or None, dropped=dropped)

@@ -1,0 +1,133 @@
+"""The report's tables: accuracy pivot (the first thing a reader sees), costs, test-time compute per
+split, ACT policies, and the per-run list."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from bench.report.findings import fmt_accuracy
+from bench.report.load import Variant, by_task
+from bench.stats import mean_interval
+
+
+def stat_cell(values: list[float], fmt: Callable[[float], str] = "{:.3g}".format, scale: float = 1.0,
+              unit: str = "", deterministic: bool = False) -> str:
+    """'mean ± half (n=3)' (Student-t) or 'mean (1 seed)'; quantities fixed by the configuration
+    (parameters, counted FLOPs) show the plain value when every seed agrees."""
+    interval = mean_interval([v * scale for v in values])
+    if interval is None:
+        return "—"
+    if deterministic and interval.half_width in (None, 0.0):
+        return f"{fmt(interval.mean)}{unit}"
+    if interval.n == 1:
+        return f"{fmt(interval.mean)}{unit} (1 seed)"
+    return f"{fmt(interval.mean)} ± {fmt(interval.half_width)}{unit} (n={interval.n})"
+
+
+def accuracy_pivot(variants: list[Variant]) -> pd.DataFrame:
+    """Rows: variant labels; columns: tasks; cells: exact accuracy (%) [95% interval]; the best mean
+    of each task in bold (**…**; none where every variant scores 0); '—' where a variant was not run on a task."""
+    tasks = by_task(variants)
+    labels = sorted({v.label for v in variants})
+    cells: dict[str, dict[str, str]] = {label: {} for label in labels}
+    for task, group in tasks.items():
+        scored = [(v, v.accuracy()) for v in group if v.accuracy() is not None]
+        best = max((a.mean for _, a in scored), default=None)
+        for variant, interval in scored:
+            text = fmt_accuracy(interval)
+            cells[variant.label][task] = f"**{text}**" if interval.mean == best and best > 0 else text
+    frame = pd.DataFrame([{"model": label, **{t: cells[label].get(t, "—") for t in tasks}} for label in labels])
+    return frame
+
+
+def cost_table(variants: list[Variant]) -> pd.DataFrame:
+    rows = []
+    for variant in variants:
+        rows.append({
+            "task": variant.task,
+            "model": variant.label,
+            "seeds": f"{len(variant.complete)}" + (f" (+{len(variant.diverged)} diverged)" if variant.diverged else ""),
+            "params": stat_cell(variant.values(lambda r: r.params), lambda v: f"{v:,.0f}", deterministic=True),
+            "training FLOPs": stat_cell(variant.values(lambda r: r.flops_total), deterministic=True),
+            "inference FLOPs/example": stat_cell(variant.values(lambda r: r.inference_flops), deterministic=True),
+            "training wall-clock (s)": stat_cell(variant.values(lambda r: r.train_seconds), "{:.1f}".format),
+            "eval throughput (examples/s)": stat_cell(variant.values(lambda r: r.throughput), "{:.0f}".format),
+            "training MFU (%)": stat_cell(variant.values(lambda r: r.mfu_train), "{:.1f}".format, 100),
+            "peak memory (MB)": stat_cell(variant.values(lambda r: r.peak_memory), "{:.0f}".format, 1e-6),
+            "device": ", ".join(sorted({r.device for r in variant.complete})) or "—",
+        })
+    return pd.DataFrame(rows)
+
+
+def runs_table(variants: list[Variant]) -> pd.DataFrame:
+    rows = []
+    for variant in variants:
+        for run in variant.runs:
+            status = run.status + (f" at step {run.diverged_step:g}" if run.diverged_step is not None else "")
+            rows.append({"task": variant.task, "model": variant.label, "seed": run.seed, "status": status,
+                         "exact accuracy (%)": "—" if run.exact_accuracy is None else f"{100 * run.exact_accuracy:.1f}",
+                         "examples": run.examples or "—", "run id": run.run_id})
+    return pd.DataFrame(rows)
+
+
+def test_time_by_split_table(variants: list[Variant]) -> pd.DataFrame | None:
+    """Exact accuracy (mean over seeds) at each test-time setting on every evaluation split: the
+    DeepThinking table — does running longer help *out of distribution*?"""
+    rows = []
+    for variant in variants:
+        per_split: dict[tuple[str, str], dict[float, list[float]]] = {}
+        for run in variant.complete:
+            for split, knobs in run.test_time_by_split.items():
+                for knob, curve in knobs.items():
+                    for point in curve.points:
+                        if point.exact_accuracy is not None:
+                            per_split.setdefault((split, knob), {}).setdefault(point.x, []).append(
+                                100 * point.exact_accuracy)
+        for (split, knob), points in per_split.items():
+            row = {"task": variant.task, "variant": variant.label, "split": split, "knob": knob}
+            for x in sorted(points):
+                values = points[x]
+                row[f"{x:g}"] = f"{np.mean(values):.1f}" + (f" (n={len(values)})" if len(values) > 1 else "")
+            rows.append(row)
+    return pd.DataFrame(rows).fillna("") if rows else None
+
+
+def act_table(variants: list[Variant]) -> pd.DataFrame | None:
+    """Exact accuracy (%) with learned halting, all segments and oracle halting, and segments used."""
+    rows = []
+    for variant in variants:
+        acts = [r.act for r in variant.complete if r.act]
+        if not acts:
+            continue
+        row: dict[str, str] = {"task": variant.task, "model": variant.label, "seeds": str(len(acts)),
+                               "segments": f"{acts[0].segments}"}
+        for policy in ("learned", "fixed", "oracle"):
+            row[f"{policy} (%)"] = stat_cell([a.accuracy[policy] for a in acts if a.accuracy[policy] is not None],
+                                             "{:.1f}".format, 100)
+        row["segments used (learned)"] = stat_cell([a.mean_segments["learned"] for a in acts
+                                                    if a.mean_segments["learned"] is not None], "{:.2f}".format)
+        rows.append(row)
+    return pd.DataFrame(rows) if rows else None
+
+
+def diverged_lines(variants: list[Variant]) -> list[str]:
+    return [f"{v.label} on {v.task}: {len(v.diverged)} of {len(v.runs)} seeds diverged (steps "
+            f"{', '.join(f'{r.diverged_step:g}' for r in v.diverged if r.diverged_step is not None)})."
+            for v in variants if v.diverged]
+
+
+def study_facts(variants: list[Variant]) -> dict[str, str]:
+    """Machine, seeds and presets of the runs, for the short paragraph at the top."""
+    devices: dict[str, int] = defaultdict(int)
+    for variant in variants:
+        for run in variant.complete:
+            devices[run.device] += 1
+    seeds = sorted({len(v.complete) for v in variants if v.complete})
+    return {"devices": ", ".join(f"{d} ({n} runs)" for d, n in sorted(devices.items())) or "—",
+            "seeds": "–".join(str(s) for s in (seeds[0], seeds[-1]) if seeds) if len(seeds) > 1 else
+            (str(seeds[0]) if seeds else "0"),
+            "presets": ", ".join(sorted({v.preset for v in variants})) or "—",
+            "tasks": ", ".join(by_task(variants)) or "—"}
