@@ -198,6 +198,29 @@ class RunConfig:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def recorded_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config (summary.json's "config") without the `added_later` fields at their
+    default, as config_hash leaves them out: runs recorded before and after a field was added, with
+    the same behaviour, compare equal."""
+    config = json.loads(json.dumps(config, default=str))
+    classes: dict[str, type] = {"train": TrainConfig}
+    for section, lookup, name in (("model", get_model_entry, config.get("model_name")),
+                                  ("task", get_task_entry, config.get("task_name"))):
+        try:
+            classes[section] = lookup(name).config
+        except (RegistryError, TypeError):
+            pass   # a plugin that is not installed here: its section is compared as recorded
+    for section, config_class in classes.items():
+        values = config.get(section)
+        if not isinstance(values, dict):
+            continue
+        for item in dataclasses.fields(config_class):
+            default = json.loads(json.dumps(item.default, default=str))
+            if item.metadata.get(OMITTED_AT_DEFAULT) and item.name in values and values[item.name] == default:
+                del values[item.name]
+    return config
+
+
 # --------------------------------------------------------------------------------------------
 def _field_types(config_class: type) -> dict[str, Any]:
     return typing.get_type_hints(config_class)

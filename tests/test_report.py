@@ -236,3 +236,17 @@ def test_the_budget_is_named_by_its_preset(tmp_path):
     text = text.read_text()
     assert "maze: no model reaches 5% exact in the smoke preset" in text
     assert "cpu preset" not in text and "cpu budget" not in text
+
+
+def test_a_field_added_later_at_its_default_does_not_split_a_variant():
+    """A run recorded before train.threads existed and one recorded with threads=1 (its default) are
+    seeds of one variant; threads=2 is another."""
+    from bench.matching import prepare
+    from bench.report.load import variant_key
+
+    recorded = prepare("transformer", "maze", "smoke").to_dict()
+    older = json.loads(json.dumps(recorded))
+    del older["train"]["threads"]
+    two = json.loads(json.dumps(recorded))
+    two["train"]["threads"] = 2
+    assert variant_key(older) == variant_key(recorded) != variant_key(two)

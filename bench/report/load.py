@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from bench.config import recorded_identity
 from bench.report.schema import Run, UnusableSummary, parse_run
 from bench.results import ResultsError, iter_summaries
 from bench.stats import AccuracyInterval, accuracy_interval
@@ -23,8 +24,9 @@ NOT_A_DIFFERENCE = ("train.test_time_points", "train.diagnostics_examples", "tra
 
 
 def variant_key(config: dict[str, Any]) -> str:
-    """The configuration without seed and device: what makes runs seeds of one variant."""
-    config = json.loads(json.dumps(config, default=str))
+    """The configuration without seed and device: what makes runs seeds of one variant (fields
+    added to the suite later count only away from their default, as in the config hash)."""
+    config = recorded_identity(config)
     config.get("train", {}).pop("seed", None)
     config.pop("device", None)
     return json.dumps(config, sort_keys=True)
@@ -160,12 +162,28 @@ def label_variants(variants: list[Variant]) -> None:
         keys = sorted(keys_of[model])[:3]
         for variant in group:
             flat = variant.flat
-            shown = [f"{k.split('.', 1)[-1]}={flat.get(k)}" for k in keys]
+            shown = [f"{k.split('.', 1)[-1]}={flat[k] if k in flat else _default_of(k, model)}" for k in keys]
             if len({v.preset for v in group}) > 1:
                 shown.insert(0, variant.preset)
             variant.label = f"{model} ({', '.join(shown)})" if shown else model
             if len(group) > 1 and not shown:
                 variant.label = f"{model} ({variant.key[:8]})"
+
+
+def _default_of(key: str, model: str) -> Any:
+    """The default of a config key a summary leaves out (a field added later, at its default)."""
+    import dataclasses
+
+    from bench.config import TrainConfig
+    from models.registry import get_model_entry
+
+    section, name = key.split(".", 1)
+    try:
+        config_class = TrainConfig if section == "train" else get_model_entry(model).config if section == "model" else None
+    except LookupError:
+        return None
+    fields = {f.name: f.default for f in dataclasses.fields(config_class)} if config_class else {}
+    return fields.get(name)
 
 
 def by_task(variants: list[Variant]) -> dict[str, list[Variant]]:
