@@ -84,6 +84,18 @@ def _mark_path(open_cells, grid, start, goal, distance_back, queue, answer):
 
 
 @numba.njit(cache=True)
+def _write_example(open_cells, grid, start, goal, distance_back, queue, question, answer):
+    """One example: the layout with S and G as the question, the same with one shortest path marked as the
+    answer (distance_back is left holding the distances to goal)."""
+    for i in range(grid * grid):
+        question[i] = OPEN if open_cells[i] else WALL
+    question[start] = START
+    question[goal] = GOAL
+    answer[:] = question[:]
+    _mark_path(open_cells, grid, start, goal, distance_back, queue, answer)
+
+
+@numba.njit(cache=True)
 def _generate(count, grid, min_path, wall_min, wall_max, seed, questions, answers, lengths):
     """Fill `count` hard mazes; returns the number of layouts drawn (acceptance statistics)."""
     np.random.seed(seed)
@@ -120,12 +132,7 @@ def _generate(count, grid, min_path, wall_min, wall_max, seed, questions, answer
             continue
         if np.random.random() < 0.5:  # which end is S is arbitrary
             start, goal = goal, start
-        for i in range(cells):
-            questions[made, i] = OPEN if open_cells[i] else WALL
-        questions[made, start] = START
-        questions[made, goal] = GOAL
-        answers[made, :] = questions[made, :]
-        _mark_path(open_cells, grid, start, goal, distance_back, queue, answers[made])
+        _write_example(open_cells, grid, start, goal, distance_back, queue, questions[made], answers[made])
         lengths[made] = length
         made += 1
     return drawn
@@ -185,12 +192,7 @@ def _generate_perfect(count, grid, seed, questions, answers, lengths):
             goal_cell += 1
         start = (2 * (start_cell // n) + 1) * grid + 2 * (start_cell % n) + 1
         goal = (2 * (goal_cell // n) + 1) * grid + 2 * (goal_cell % n) + 1
-        for i in range(cells):
-            questions[made, i] = OPEN if open_cells[i] else WALL
-        questions[made, start] = START
-        questions[made, goal] = GOAL
-        answers[made, :] = questions[made, :]
-        _mark_path(open_cells, grid, start, goal, distance, queue, answers[made])
+        _write_example(open_cells, grid, start, goal, distance, queue, questions[made], answers[made])
         lengths[made] = distance[start]
 
 
