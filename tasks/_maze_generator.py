@@ -1,4 +1,5 @@
-"""Maze-Hard's compiled core (numba): BFS, the farthest-pair generator, shortest-path validity, and the text encoding."""
+"""The mazes' compiled core (numba): BFS, Maze-Hard's farthest-pair generator, the perfect-maze (depth-first)
+generator, shortest-path validity, and the text encoding."""
 from __future__ import annotations
 
 import csv
@@ -55,6 +56,46 @@ def _bfs(open_cells, grid, source, distance, queue):
 
 
 @numba.njit(cache=True)
+def _mark_path(open_cells, grid, start, goal, distance_back, queue, answer):
+    """Mark one shortest start→goal path with PATH in `answer`: walk from start towards goal, choosing a
+    random neighbour one move nearer each step (in a perfect maze there is only ever one)."""
+    _bfs(open_cells, grid, goal, distance_back, queue)
+    options = np.empty(4, dtype=np.int64)
+    cell = start
+    while distance_back[cell] > 1:
+        row, col = cell // grid, cell % grid
+        n_options = 0
+        for step in range(4):
+            if step == 0 and row > 0:
+                neighbour = cell - grid
+            elif step == 1 and row < grid - 1:
+                neighbour = cell + grid
+            elif step == 2 and col > 0:
+                neighbour = cell - 1
+            elif step == 3 and col < grid - 1:
+                neighbour = cell + 1
+            else:
+                continue
+            if open_cells[neighbour] and distance_back[neighbour] == distance_back[cell] - 1:
+                options[n_options] = neighbour
+                n_options += 1
+        cell = options[np.random.randint(n_options)]
+        answer[cell] = PATH
+
+
+@numba.njit(cache=True)
+def _write_example(open_cells, grid, start, goal, distance_back, queue, question, answer):
+    """One example: the layout with S and G as the question, the same with one shortest path marked as the
+    answer (distance_back is left holding the distances to goal)."""
+    for i in range(grid * grid):
+        question[i] = OPEN if open_cells[i] else WALL
+    question[start] = START
+    question[goal] = GOAL
+    answer[:] = question[:]
+    _mark_path(open_cells, grid, start, goal, distance_back, queue, answer)
+
+
+@numba.njit(cache=True)
 def _generate(count, grid, min_path, wall_min, wall_max, seed, questions, answers, lengths):
     """Fill `count` hard mazes; returns the number of layouts drawn (acceptance statistics)."""
     np.random.seed(seed)
@@ -91,38 +132,68 @@ def _generate(count, grid, min_path, wall_min, wall_max, seed, questions, answer
             continue
         if np.random.random() < 0.5:  # which end is S is arbitrary
             start, goal = goal, start
-            _bfs(open_cells, grid, start, distance, queue)
-        # distance[] is from start; walk back from goal choosing a random predecessor each step
-        _bfs(open_cells, grid, goal, distance_back, queue)
-        for i in range(cells):
-            questions[made, i] = OPEN if open_cells[i] else WALL
-        questions[made, start] = START
-        questions[made, goal] = GOAL
-        answers[made, :] = questions[made, :]
-        cell = start
-        while distance_back[cell] > 1:
-            row, col = cell // grid, cell % grid
-            options = np.empty(4, dtype=np.int64)
-            n_options = 0
-            for step in range(4):
-                if step == 0 and row > 0:
-                    neighbour = cell - grid
-                elif step == 1 and row < grid - 1:
-                    neighbour = cell + grid
-                elif step == 2 and col > 0:
-                    neighbour = cell - 1
-                elif step == 3 and col < grid - 1:
-                    neighbour = cell + 1
-                else:
-                    continue
-                if open_cells[neighbour] and distance_back[neighbour] == distance_back[cell] - 1:
-                    options[n_options] = neighbour
-                    n_options += 1
-            cell = options[np.random.randint(n_options)]
-            answers[made, cell] = PATH
+        _write_example(open_cells, grid, start, goal, distance_back, queue, questions[made], answers[made])
         lengths[made] = length
         made += 1
     return drawn
+
+
+@numba.njit(cache=True)
+def _generate_perfect(count, grid, seed, questions, answers, lengths):
+    """Fill `count` perfect mazes: a randomised depth-first backtracker over the n×n cells at odd
+    (row, col) of a grid×grid board (n = (grid − 1) / 2; the rest starts as wall), then start and goal
+    at two distinct random cells and their one path marked."""
+    np.random.seed(seed)
+    n = (grid - 1) // 2
+    cells = grid * grid
+    open_cells = np.zeros(cells, dtype=np.bool_)
+    visited = np.zeros(n * n, dtype=np.bool_)
+    stack = np.empty(n * n, dtype=np.int64)
+    options = np.empty(4, dtype=np.int64)
+    distance = np.empty(cells, dtype=np.int32)
+    queue = np.empty(cells, dtype=np.int32)
+    for made in range(count):
+        open_cells[:] = False
+        visited[:] = False
+        first = np.random.randint(n * n)
+        visited[first] = True
+        open_cells[(2 * (first // n) + 1) * grid + 2 * (first % n) + 1] = True
+        stack[0] = first
+        top = 1
+        while top > 0:
+            cell = stack[top - 1]
+            row, col = cell // n, cell % n
+            n_options = 0
+            if row > 0 and not visited[cell - n]:
+                options[n_options] = cell - n
+                n_options += 1
+            if row < n - 1 and not visited[cell + n]:
+                options[n_options] = cell + n
+                n_options += 1
+            if col > 0 and not visited[cell - 1]:
+                options[n_options] = cell - 1
+                n_options += 1
+            if col < n - 1 and not visited[cell + 1]:
+                options[n_options] = cell + 1
+                n_options += 1
+            if n_options == 0:
+                top -= 1                      # dead end: backtrack
+                continue
+            chosen = options[np.random.randint(n_options)]
+            visited[chosen] = True
+            next_row, next_col = chosen // n, chosen % n
+            open_cells[(row + next_row + 1) * grid + col + next_col + 1] = True   # the wall between
+            open_cells[(2 * next_row + 1) * grid + 2 * next_col + 1] = True
+            stack[top] = chosen
+            top += 1
+        start_cell = np.random.randint(n * n)
+        goal_cell = np.random.randint(n * n - 1)
+        if goal_cell >= start_cell:
+            goal_cell += 1
+        start = (2 * (start_cell // n) + 1) * grid + 2 * (start_cell % n) + 1
+        goal = (2 * (goal_cell // n) + 1) * grid + 2 * (goal_cell % n) + 1
+        _write_example(open_cells, grid, start, goal, distance, queue, questions[made], answers[made])
+        lengths[made] = distance[start]
 
 
 @numba.njit(cache=True)
@@ -175,6 +246,16 @@ def generate(count: int, grid: int, min_path: int, wall_min: float, wall_max: fl
         raise DataError(f"no {grid}×{grid} maze with a shortest path > {min_path} moves found in "
                         f"{20000 * count + 1000000} layouts; lower task.min_path")
     return {"questions": questions, "answers": answers, "lengths": lengths, "drawn": np.array(drawn)}
+
+
+def generate_perfect(count: int, grid: int, seed: int) -> dict[str, np.ndarray]:
+    """`count` perfect mazes on an odd grid×grid board (see _generate_perfect); lengths = path moves."""
+    cells = grid * grid
+    questions = np.zeros((count, cells), dtype=np.uint8)
+    answers = np.zeros((count, cells), dtype=np.uint8)
+    lengths = np.zeros(count, dtype=np.int32)
+    _generate_perfect(count, grid, seed, questions, answers, lengths)
+    return {"questions": questions, "answers": answers, "lengths": lengths}
 
 
 def valid_shortest_paths(questions: np.ndarray, predictions: np.ndarray, grid: int) -> np.ndarray:

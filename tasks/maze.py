@@ -1,4 +1,10 @@
-"""Maze-Hard: find the shortest path in a random-wall grid (HRM's 30×30 benchmark).
+"""Mazes: find the shortest path in a random-wall grid (HRM's Maze-Hard) or a perfect maze (DeepThinking).
+
+`task.kind = hard` (default) is Maze-Hard; `task.kind = perfect` is DeepThinking's maze (Bansal et al.
+2022): a randomised depth-first backtracker carves an n×n cell maze on an odd (2n+1)×(2n+1) board of
+walls and passages (outer border wall), start and goal are two distinct random cells, and the label is
+the one path between them. Same encoding, same scorer; `min_path`/`wall_*` are Maze-Hard's alone.
+The rest of this docstring describes Maze-Hard and the size extrapolation both kinds share.
 
 Recipe (docs/reference.md (data), after Lehnert et al. 2024): a uniform random 30–50% of cells are walls;
 start and goal are the farthest pair found by two BFS passes (random start almost never gives a
@@ -29,10 +35,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from tasks._maze_generator import PAD_ID, VOCAB_SIZE, WALL, decode, generate, load_csv, valid_shortest_paths
+from tasks._maze_generator import (PAD_ID, VOCAB_SIZE, WALL, decode, generate, generate_perfect, load_csv,
+                                   valid_shortest_paths)
 from tasks.cache import cached_arrays
 from tasks.protocol import IGNORE_LABEL, DataError, Task, TaskData, TaskSpec, token_and_exact_accuracy
-from tasks.registry import register_task
+from tasks.registry import added_later, register_task
+
+KINDS = ("hard", "perfect")
 
 
 @dataclass
@@ -48,6 +57,7 @@ class MazeConfig:
     test_path: str = ""            # optional CSV for the test split when `path` is set
     eval_grids: list[int] = field(default_factory=list)  # size extrapolation: extra splits test_grid_N
     eval_layout: str = "positions"  # how larger grids reach the model: positions | canvas (see below)
+    kind: str = added_later("hard")  # hard (Maze-Hard, random walls) | perfect (depth-first carving, odd grid)
 
 
 def default_min_path(grid: int) -> int:
@@ -88,7 +98,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @register_task("maze", config=MazeConfig, presets=PRESETS,
-               description="Maze-Hard: shortest path in random-wall grids (HRM 30×30 recipe, any grid size)")
+               description="Maze-Hard (HRM's random-wall 30×30 recipe) or perfect mazes (task.kind=perfect, DeepThinking): the shortest path, any grid size")
 class MazeTask(Task):
     legend = "legend: '#' wall, ' ' open, 'S' start, 'G' goal, 'o' path (answer: the shortest path from S to G)"
 
@@ -100,7 +110,11 @@ class MazeTask(Task):
             raise ValueError("task.wall_min/wall_max must satisfy 0 <= wall_min <= wall_max < 1")
         if config.train_size < 1 or config.test_size < 1:
             raise ValueError("task.train_size and task.test_size must be >= 1")
-        self.min_path = config.min_path or default_min_path(config.grid)
+        if config.kind not in KINDS:
+            raise ValueError(f"task.kind must be one of {', '.join(KINDS)}, got {config.kind!r}")
+        if config.kind == "perfect":
+            self._check_perfect(config)
+        self.min_path = (config.min_path or default_min_path(config.grid)) if config.kind == "hard" else 0
         if self.min_path >= config.grid * config.grid // 2:
             raise ValueError(f"task.min_path={self.min_path} is unreachable on a {config.grid}×{config.grid} grid")
         if any(not config.grid < n <= 64 for n in config.eval_grids):
@@ -111,6 +125,24 @@ class MazeTask(Task):
         self.canvas = bool(config.eval_grids) and config.eval_layout == "canvas"
         side = self.width if self.canvas else config.grid
         self.spec = TaskSpec(vocab_size=VOCAB_SIZE, seq_len=side * side, max_len=self.width * self.width, grid=True)
+
+    @staticmethod
+    def _check_perfect(config: MazeConfig) -> None:
+        even = [n for n in [config.grid, *config.eval_grids] if n % 2 == 0]
+        if even:
+            raise ValueError(f"task.kind=perfect needs odd grid sides (n cells span 2n+1), got {even[0]}: "
+                             f"use task.grid / task.eval_grids of {even[0] - 1} or {even[0] + 1}")
+        defaults = MazeConfig()
+        if config.min_path or (config.wall_min, config.wall_max) != (defaults.wall_min, defaults.wall_max):
+            raise ValueError("task.min_path, task.wall_min and task.wall_max are Maze-Hard's (task.kind=hard); "
+                             "perfect mazes take none of them")
+        if config.path:
+            raise ValueError("task.path loads Maze-Hard CSV files; task.kind=perfect generates its mazes")
+
+    def _generate(self, count: int, grid: int, seed: int) -> dict[str, np.ndarray]:
+        if self.config.kind == "perfect":
+            return generate_perfect(count, grid, seed)
+        return generate(count, grid, self.grid_min_path(grid), self.config.wall_min, self.config.wall_max, seed)
 
     def eval_splits(self) -> list[str]:
         return ["test"] + [f"test_grid_{n}" for n in self.config.eval_grids]
@@ -126,7 +158,7 @@ class MazeTask(Task):
 
     def grid_min_path(self, grid: int) -> int:
         """min_path at another grid size: the same relative hardness as at the training grid."""
-        if grid == self.config.grid:
+        if grid == self.config.grid or self.config.kind == "perfect":
             return self.min_path
         if not self.config.min_path:
             return default_min_path(grid)
@@ -151,15 +183,13 @@ class MazeTask(Task):
             if split == "test":
                 raise DataError("task.path is set but task.test_path is not: give both CSV files")
         if split == "train":
-            return cached_arrays(self, "train", lambda: generate(
-                config.train_size, config.grid, self.min_path, config.wall_min, config.wall_max,
-                seed=2 * config.seed))
+            return cached_arrays(self, "train", lambda: self._generate(config.train_size, config.grid,
+                                                                       seed=2 * config.seed))
         if split == "test":
             def make_test() -> dict[str, np.ndarray]:
                 # Leakage guard: draw extra, drop any layout that also occurs in train.
                 train = set(map(bytes, self._arrays("train")["questions"]))
-                arrays = generate(config.test_size + 16, config.grid, self.min_path, config.wall_min,
-                                  config.wall_max, seed=2 * config.seed + 1)
+                arrays = self._generate(config.test_size + 16, config.grid, seed=2 * config.seed + 1)
                 keep = [i for i, q in enumerate(arrays["questions"]) if bytes(q) not in train][: config.test_size]
                 if len(keep) < config.test_size:
                     raise DataError("maze test split overlaps the training split; change task.seed")
@@ -168,9 +198,8 @@ class MazeTask(Task):
         grid = self._split_grid(split)
         if grid != config.grid:
             # seeds odd like "test" (never a train seed) and distinct per size
-            return cached_arrays(self, split, lambda: generate(
-                config.test_size, grid, self.grid_min_path(grid), config.wall_min, config.wall_max,
-                seed=2 * config.seed + 1 + 1000 * grid))
+            return cached_arrays(self, split, lambda: self._generate(config.test_size, grid,
+                                                                     seed=2 * config.seed + 1 + 1000 * grid))
         raise DataError(f"unknown maze split {split!r}; splits: {', '.join(self.eval_splits())}")
 
     def build(self, split: str) -> TaskData:
