@@ -250,3 +250,23 @@ def test_a_field_added_later_at_its_default_does_not_split_a_variant():
     two = json.loads(json.dumps(recorded))
     two["train"]["threads"] = 2
     assert variant_key(older) == variant_key(recorded) != variant_key(two)
+
+
+def test_variants_that_differ_in_many_keys_never_share_a_label():
+    from bench.report.load import Variant, label_variants
+
+    def variant(task_name, task=None, **train):
+        config = {"model": {"tied": train.pop("tied")}, "task": task or {}, "train": train}
+        return Variant(task_name, "dtnet", "cpu", json.dumps(config, sort_keys=True))
+
+    variants = [variant("prefix_sums", tied=False, progressive_alpha=0.0, steps=1200),
+                variant("prefix_sums", tied=False, progressive_alpha=1.0, steps=1200),
+                variant("prefix_sums", tied=True, progressive_alpha=1.0, steps=1200),
+                variant("maze", tied=True, progressive_alpha=1.0, steps=2000, task={"grid": 9}),
+                variant("maze", tied=True, progressive_alpha=1.0, steps=1200, task={"grid": 9}),
+                variant("maze", tied=True, progressive_alpha=1.0, steps=1200, task={"grid": 11})]
+    label_variants(variants)
+    for task in ("prefix_sums", "maze"):
+        labels = [v.label for v in variants if v.task == task]
+        assert len(set(labels)) == len(labels), labels
+    assert "grid" not in variants[0].label   # a maze key says nothing about a prefix-sums run

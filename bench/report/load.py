@@ -159,10 +159,12 @@ def label_variants(variants: list[Variant]) -> None:
         differing = {k for k in differing if k != "preset" and not k.startswith("extra.") and k not in NOT_A_DIFFERENCE}
         keys_of[model] |= (differing - resized) or differing
     for (_, model), group in siblings.items():
-        keys = sorted(keys_of[model])[:3]
+        keys = sorted(keys_of[model])   # all of them: two variants must never share a label
         for variant in group:
             flat = variant.flat
-            shown = [f"{k.split('.', 1)[-1]}={flat[k] if k in flat else _default_of(k, model)}" for k in keys]
+            # a task.* key of another task (grid on maze) does not describe this task's runs
+            shown = [f"{k.split('.', 1)[-1]}={flat[k] if k in flat else _default_of(k, model)}" for k in keys
+                     if k in flat or not k.startswith("task.")]
             if len({v.preset for v in group}) > 1:
                 shown.insert(0, variant.preset)
             variant.label = f"{model} ({', '.join(shown)})" if shown else model
