@@ -105,6 +105,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5, help="timed steps of each variant")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile 2 eager suite steps: the share of CPU time in matrix products and attention")
     args = parser.parse_args()
     g = torch.Generator().manual_seed(0)
     batch = {"inputs": torch.randint(1, VOCAB, (args.batch, LENGTH), generator=g),
