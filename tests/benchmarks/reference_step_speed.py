@@ -97,6 +97,23 @@ def suite_step(hidden: int, heads: int, batch_size: int, batch: dict, compile: b
     return lambda: trainer.train_step(data)
 
 
+MATMUL_OPS = ("mm", "matmul", "linear", "scaled_dot_product", "_flash", "bmm", "addmm")
+
+
+def matmul_share(step) -> float:
+    """Share of self CPU time of two steps spent in matrix products and attention: what compiling the
+    elementwise work around them cannot speed up (an Amdahl bound on train.compile's gain)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as profiled:
+        step()
+        step()
+    events = profiled.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if any(k in e.key for k in MATMUL_OPS)) / total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reference", type=Path, required=True, help="a checkout of sapientinc/HRM")
@@ -112,6 +129,11 @@ def main() -> None:
     batch = {"inputs": torch.randint(1, VOCAB, (args.batch, LENGTH), generator=g),
              "labels": torch.randint(2, VOCAB, (args.batch, LENGTH), generator=g),
              "puzzle_ids": torch.zeros(args.batch, dtype=torch.long)}
+    if args.profile:
+        share = matmul_share(suite_step(args.hidden, args.heads, args.batch, batch, compile=False))
+        print(json.dumps({"hidden": args.hidden, "batch": args.batch, "matmul_attention_share": share,
+                          "compile_gain_bound": 1 / share}))
+        return
     variants = {"reference": reference_step(args.reference, args.hidden, args.heads, args.batch, batch),
                 "suite": suite_step(args.hidden, args.heads, args.batch, batch, compile=False),
                 "suite_compiled": suite_step(args.hidden, args.heads, args.batch, batch, compile=True)}
