@@ -87,12 +87,13 @@ def _checkpoint_step(out: Path) -> int:
 def test_ctrl_c_exits_130_with_the_resume_command_and_resume_finishes(tmp_path):
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "bench", "run", *SMOKE, "--out", str(out),
-            "--set", "train.steps=400", "--set", "train.checkpoint_every=1"]
+            "--set", "train.steps=1000", "--set", "train.checkpoint_every=1"]
     process = subprocess.Popen(argv, cwd=ROOT, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.monotonic() + 120
-    # interrupt late in the run, so that the resumed part is short
-    while _checkpoint_step(out) < 300 and process.poll() is None and time.monotonic() < deadline:
+    # interrupt with 900 steps to go: on an idle machine a smoke step takes about a millisecond, and
+    # 100 steps to go were once done before the signal arrived
+    while _checkpoint_step(out) < 100 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
@@ -106,9 +107,9 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_resume_finishes(tmp_path):
     assert (summary_path.parent / "checkpoint.safetensors").exists()
 
     resumed = subprocess.run([sys.executable, "-m", "bench", "run", *SMOKE, "--out", str(out),
-                              "--set", "train.steps=400", "--set", "train.checkpoint_every=1", "--resume"],
+                              "--set", "train.steps=1000", "--set", "train.checkpoint_every=1", "--resume"],
                              cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(summary_path.read_text())
-    assert summary["status"] == "complete" and summary["train"]["steps"] == 400
+    assert summary["status"] == "complete" and summary["train"]["steps"] == 1000
     assert not (summary_path.parent / "checkpoint.safetensors").exists()
