@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.trainer import Trainer, sequence_correct
+from bench.trainer import Trainer, logits_after_each_iteration, sequence_correct
 from tasks.protocol import TaskData
 
 FEATURES = 5
@@ -44,19 +44,15 @@ def answer_features(logits: torch.Tensor, previous: torch.Tensor | None, step: i
 
 
 @torch.no_grad()
-def unroll(model, batch: dict[str, torch.Tensor], labels: torch.Tensor, ignore: int
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(features (B, m, F), right (B, m), guesses (B, m, L)) after each of the model's m iterations."""
+def unroll(model, batch: dict[str, torch.Tensor], labels: torch.Tensor, ignore: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (B, m, F), right (B, m)) after each of the model's m iterations."""
     steps = getattr(model.config, model.progressive_iterations_key)
-    state, previous, features, right, guesses = model.start_state(batch), None, [], [], []
-    for step in range(steps):
-        state = model.iterate(state, batch, 1, first=step)
-        logits = model.readout(state, batch)
+    previous, features, right = None, [], []
+    for step, logits in enumerate(logits_after_each_iteration(model, batch)):
         features.append(answer_features(logits, previous, step + 1, steps))
         right.append(sequence_correct(logits, labels, ignore))
         previous = logits.argmax(-1)
-        guesses.append(previous)
-    return torch.stack(features, 1), torch.stack(right, 1), torch.stack(guesses, 1)
+    return torch.stack(features, 1), torch.stack(right, 1)
 
 
 def train_selector(trainer: Trainer, data: TaskData, steps: int, seed: int) -> StopSelector:
@@ -69,7 +65,7 @@ def train_selector(trainer: Trainer, data: TaskData, steps: int, seed: int) -> S
     for _ in range(steps):
         index = torch.randint(0, len(data), (trainer.config.batch_size,), generator=generator)
         batch = {k: v.to(trainer.device) for k, v in data.batch(index).items()}
-        features, right, _ = unroll(model, batch, batch["labels"], trainer.spec.ignore_label)
+        features, right = unroll(model, batch, batch["labels"], trainer.spec.ignore_label)
         loss = F.binary_cross_entropy_with_logits(selector(features), right.float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -93,7 +89,7 @@ def evaluate_stops(trainer: Trainer, selector: StopSelector, data: TaskData, bat
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)))
         batch = {k: v.to(trainer.device) for k, v in data.batch(index).items()}
-        features, right, _ = unroll(model, batch, batch["labels"], trainer.spec.ignore_label)
+        features, right = unroll(model, batch, batch["labels"], trainer.spec.ignore_label)
         stop = selected_steps(selector, features)
         chosen.append(right[torch.arange(len(index)), stop])
         last.append(right[:, -1])

@@ -20,7 +20,7 @@ import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,15 @@ def _cat(parts: list[torch.Tensor], empty: torch.Tensor) -> torch.Tensor:
 def sequence_correct(logits: torch.Tensor, labels: torch.Tensor, ignore_label: int) -> torch.Tensor:
     mask = labels != ignore_label
     return ((logits.argmax(-1) == labels) | ~mask).all(-1)
+
+
+def logits_after_each_iteration(model: SegmentModel, batch: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
+    """The read-out after iteration 1, 2, …, m of a model with an iteration count (m = its count),
+    from its start state: what best-of-k training and the stop selector look at."""
+    state = model.start_state(batch)
+    for step in range(getattr(model.config, model.progressive_iterations_key)):
+        state = model.iterate(state, batch, 1, first=step)
+        yield model.readout(state, batch)
 
 
 def first_minimum(values: torch.Tensor) -> torch.Tensor:
@@ -271,18 +280,14 @@ class Trainer:
         back-propagated (ties go to the fewest iterations), so an example is trained at the step
         where its answer is best, not at a fixed depth."""
         model, config = self.model, self.config
-        most = getattr(model.config, model.progressive_iterations_key)
-        state = model.start_state(batch)
         if config.iteration_rule == "random":
+            most = getattr(model.config, model.progressive_iterations_key)
             count = int(torch.randint(config.iterations_min, most + 1, ()))
-            logits = model.readout(model.iterate(state, batch, count), batch)
+            logits = model.readout(model.iterate(model.start_state(batch), batch, count), batch)
             return logits, self._sequence_loss(logits, labels), torch.full((len(labels),), count)
         ignore = self.spec.ignore_label
-        losses, all_logits = [], []
-        for step in range(most):
-            state = model.iterate(state, batch, 1, first=step)
-            all_logits.append(model.readout(state, batch))
-            losses.append(sequence_losses(self.loss_fn(all_logits[-1], labels, ignore), labels, ignore))
+        all_logits = list(logits_after_each_iteration(model, batch))
+        losses = [sequence_losses(self.loss_fn(logits, labels, ignore), labels, ignore) for logits in all_logits]
         losses = torch.stack(losses, dim=1)                         # (B, m)
         best = first_minimum(losses.detach())
         rows = torch.arange(len(labels), device=labels.device)
