@@ -88,8 +88,10 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_resume_finishes(tmp_path):
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "bench", "run", *SMOKE, "--out", str(out),
             "--set", "train.steps=1000", "--set", "train.checkpoint_every=1"]
+    # a child inherits an ignored SIGINT: earlier tests in the same session (compile workers) may leave
+    # it ignored in pytest, and Ctrl-C from a terminal always arrives with the default disposition
     process = subprocess.Popen(argv, cwd=ROOT, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     # interrupt with 900 steps to go: on an idle machine a smoke step takes about a millisecond, and
     # 100 steps to go were once done before the signal arrived
