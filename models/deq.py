@@ -93,6 +93,7 @@ class DEQConfig:
 @register_model("deq", config=DEQConfig,
                 description="deep equilibrium model (torchdeq): fixed point of an input-injected block stack")
 class DEQ(Transformer):
+    iteration_count_key = "max_iter"      # the training rules vary the forward solver's budget
     test_time_compute_key = "eval_max_iter"
     logged_outputs = ("solver_steps", "solver_residual")
     full_budget = {"tol": 1e-30}   # FLOP matching: the solver runs its whole iteration budget
