@@ -22,7 +22,8 @@ from tasks.registry import PRESETS
 
 PRESET_HELP = {
     "smoke": "seconds; for tests",
-    "cpu": "a few minutes on 2 CPU cores (default)",
+    "quick": "the cpu preset at a shorter budget: a first run in ≤ 3 min (default of bench run; still learning)",
+    "cpu": "the CPU study's: learning finished, ≤ 10 min a run on 2 cores (default of sweep, info, data)",
     "paper": "the published configuration; for GPUs",
 }
 USER_ERRORS = (ConfigError, ResultsError, DataError)
@@ -63,12 +64,17 @@ class Interrupted(Exception):
     """Ctrl-C: main() prints the message (how to resume, when there is something to resume) and exits 130."""
 
 
-def _common_run_options(function):
+def _common_run_options(default_preset: str):
+    return lambda function: _with_run_options(function, default_preset)
+
+
+def _with_run_options(function, default_preset: str):
     function = click.option("--match", default="params", show_default=True,
                             help="size the model to HRM for this task/preset: params | flops | none")(function)
     function = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                             help="override a config key, dotted by section: model.*, task.*, train.*")(function)
-    function = click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper (trm also: paper-mlp)")(function)
+    function = click.option("--preset", default=default_preset, show_default=True,
+                            help="smoke | quick | cpu | paper (trm also: paper-mlp); `bench list` says what each is")(function)
     function = click.option("--task", "task_name", required=True, help="task name (see `bench list`)")(function)
     function = click.option("--model", "model_name", required=True, help="model name (see `bench list`)")(function)
     return function
@@ -80,7 +86,7 @@ def cli() -> None:
 
 
 @cli.command()
-@_common_run_options
+@_common_run_options("quick")
 @click.option("--seed", default=0, show_default=True, type=int, help="training seed (init, data order)")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
 @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="results directory")
@@ -158,7 +164,7 @@ def _resume_command(run_seed: int, run_dir: Path) -> str:
 
 
 def _print_summary(summary: dict, out: Path) -> None:
-    from bench.stats import PLATEAU_FRACTION, PLATEAU_TOLERANCE
+    from bench.stats import PLATEAU_ABSOLUTE_TOLERANCE, PLATEAU_FRACTION, PLATEAU_TOLERANCE
 
     train, inference = summary["train"], summary["inference"]
     click.echo(f"run        {summary['run_id']}")
@@ -177,11 +183,13 @@ def _print_summary(summary: dict, out: Path) -> None:
                    + f" ({_describe_reach(axis, summary['curve_reach'][axis])})")
     click.echo(f"train      {train['steps']} steps, {train['seconds']:.1f} s, {train['flops_total']:.3e} FLOPs "
                f"({train['flops_per_second'] / 1e9:.1f} GFLOP/s)")
-    drop = train.get("tail_loss_drop")
-    if drop is not None:
-        verdict = "finished learning" if drop <= PLATEAU_TOLERANCE else "still learning"
-        click.echo(f"learning   training loss fell {drop:.1%} over the last {PLATEAU_FRACTION:.0%} of steps "
-                   f"({verdict}: the tolerance is {PLATEAU_TOLERANCE:.0%})")
+    plateau = train.get("plateau")
+    if plateau is not None:
+        verdict = {"flat": "finished learning", "falling": "still learning",
+                   "rising": "the loss rose at the end (unstable)"}[plateau["trend"]]
+        click.echo(f"learning   training loss fell {plateau['relative_drop']:.1%} ({plateau['absolute_drop']:.4f} nats) "
+                   f"over the last {PLATEAU_FRACTION:.0%} of steps: {verdict} (tolerance {PLATEAU_TOLERANCE:.0%} "
+                   f"or {PLATEAU_ABSOLUTE_TOLERANCE} nats)")
     click.echo(f"inference  {inference['flops_per_example']:.3e} FLOPs/example, "
                f"{inference['examples_per_second']:.1f} examples/s")
     click.echo(f"written    {out / summary['run_id'] / 'summary.json'}")
@@ -222,7 +230,7 @@ def _describe_match(match: dict) -> str:
 @click.option("--models", required=True, help="comma-separated model names, or all")
 @click.option("--tasks", required=True, help="comma-separated task names, or all")
 @click.option("--seeds", default=1, show_default=True, type=int, help="run seeds 0..N-1")
-@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper (trm also: paper-mlp)")
+@click.option("--preset", default="cpu", show_default=True, help="smoke | quick | cpu | paper (trm also: paper-mlp)")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override for every run")
 @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="results directory")
 @click.option("--address", default=None, help="Ray cluster to join (default: start a local one)")
@@ -274,7 +282,7 @@ def list_command():
 
 
 @cli.command()
-@_common_run_options
+@_common_run_options("cpu")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def info(model_name, task_name, preset, overrides, match, as_json):
     """Params and FLOPs of the sized model; no data, no training.

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.registry import get_model_entry
-from tasks.registry import OMITTED_AT_DEFAULT, PRESETS, RegistryError, added_later, get_task_entry
+from tasks.registry import OMITTED_AT_DEFAULT, PRESETS, RegistryError, added_later, get_task_entry, preset_lineage
 
 SECTIONS = ("model", "task", "train")
 # The model baselines take their reference defaults from and are sized to (bench/matching.py).
@@ -313,8 +313,9 @@ def resolve(model_name: str, task_name: str, preset: str = "cpu", overrides: lis
     overrides = tuple(overrides)
     classes = {"model": model_entry.config, "task": task_entry.config, "train": TrainConfig}
     values: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
-    for key, value in task_entry.presets[base].items():
-        _apply(values, classes, key, value, strict=not key.startswith("model."), from_text=False)
+    for name in preset_lineage(base):
+        for key, value in task_entry.presets.get(name, {}).items():
+            _apply(values, classes, key, value, strict=not key.startswith("model."), from_text=False)
     for name in model_preset_chain(preset, task_name):
         for key, value in model_entry.cls.presets.get(name, {}).items():
             _apply(values, classes, key, value, strict=True, from_text=False)
@@ -342,11 +343,12 @@ def base_preset(preset: str) -> str:
 
 
 def model_preset_chain(preset: str, task_name: str) -> list[str]:
-    """The model presets applied, in order, for `preset` on a task: the base (`paper`), the base on
-    this task (`paper@maze`: where the reference's command for that task differs), then the same two
-    for a variant (`paper-mlp`, `paper-mlp@maze`)."""
+    """The model presets applied, in order, for `preset` on a task: the base (`paper`; for a preset
+    that builds on another, `cpu` then `quick`), the base on this task (`paper@maze`: where the
+    reference's command for that task differs), then the same two for a variant (`paper-mlp`,
+    `paper-mlp@maze`)."""
     base = base_preset(preset)
-    chain = [base, f"{base}@{task_name}"]
+    chain = [name for lineage in preset_lineage(base) for name in (lineage, f"{lineage}@{task_name}")]
     return chain + ([preset, f"{preset}@{task_name}"] if preset != base else [])
 
 

@@ -19,7 +19,7 @@ from bench.distributed import World, current_world
 from bench.measure import environment, model_flops_utilisation, peak_memory_bytes, reset_peak_memory
 from bench.results import (CHECKPOINT, SUMMARY, ResultsError, atomic_write_json, ensure_writable,
                            find_resumable, new_run_id, read_summary)
-from bench.stats import tail_loss_drop
+from bench.stats import learning_plateau
 from bench.stop_selector import evaluate_stops, train_selector
 from bench.trainer import Diverged, Trainer
 from models.protocol import iteration_count_field
@@ -315,7 +315,7 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
                "flops_total": trainer.flops_total,
                "flops_per_second": trainer.flops_total / max(trainer.train_seconds, 1e-9),
                "final_loss": trainer.curve[-1]["loss"] if trainer.curve else None,
-               "tail_loss_drop": tail_loss_drop(trainer.curve),
+               "plateau": learning_plateau(trainer.curve),
                "curve": trainer.curve, "evals": trainer.evals},
         inference={"flops_per_example": inference_flops, "segments": segments_eval,
                    "halting": run.train.eval_halting,

@@ -245,18 +245,23 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 # A run has finished learning when its training loss no longer falls over the last 20% of its steps
-# (the recipe issue's criterion); the tolerance is the relative drop a linear fit may still show.
+# (the recipe issue's criterion): a linear fit across that tail may fall by at most 5% of the tail's
+# mean loss, or by at most 0.005 nats per token (a loss near zero has large relative but no real
+# changes left).
 PLATEAU_FRACTION = 0.2
 PLATEAU_TOLERANCE = 0.05
+PLATEAU_ABSOLUTE_TOLERANCE = 0.005
 
 
-def tail_loss_drop(curve: Sequence[dict], fraction: float = PLATEAU_FRACTION) -> float | None:
-    """Relative fall of the training loss across the last `fraction` of the logged steps.
+def learning_plateau(curve: Sequence[dict], fraction: float = PLATEAU_FRACTION) -> dict | None:
+    """How much the training loss still fell across the last `fraction` of the logged steps.
 
     A least-squares line through the logged language-model loss (`lm_loss`, else `loss`) of the
-    points in the tail; the drop is the line's fall across the tail divided by the tail's mean loss
-    (positive: still falling). A line, not first-vs-last point, because logged losses are batch
-    means and noisy. None when the tail has fewer than 3 points or a non-finite loss."""
+    points in the tail — a line, not first-vs-last point, because logged losses are noisy batch
+    means. `absolute_drop`: the line's fall across the tail (nats per token, positive: still
+    falling); `relative_drop`: that over the tail's mean loss; `trend`: "flat" when either is within
+    its tolerance either way, else "falling" (still learning) or "rising" (unstable at the end);
+    `finished`: the trend is flat. None when the tail has fewer than 3 points or a non-finite loss."""
     points = [(p["step"], p.get("lm_loss", p.get("loss"))) for p in curve]
     points = [(s, y) for s, y in points if y is not None]
     if not points:
@@ -266,6 +271,10 @@ def tail_loss_drop(curve: Sequence[dict], fraction: float = PLATEAU_FRACTION) ->
     if len(tail) < 3 or not all(math.isfinite(y) for _, y in tail):
         return None
     steps, losses = np.array(tail, dtype=float).T
-    slope = np.polyfit(steps, losses, 1)[0]
+    absolute = float(-np.polyfit(steps, losses, 1)[0] * (steps[-1] - steps[0]))
     mean = float(losses.mean())
-    return float(-slope * (steps[-1] - steps[0]) / mean) if mean > 0 else None
+    relative = absolute / mean if mean > 0 else 0.0
+    flat = abs(relative) <= PLATEAU_TOLERANCE or abs(absolute) <= PLATEAU_ABSOLUTE_TOLERANCE
+    trend = "flat" if flat else "falling" if absolute > 0 else "rising"
+    return {"relative_drop": relative, "absolute_drop": absolute, "from_step": int(steps[0]),
+            "trend": trend, "finished": flat}

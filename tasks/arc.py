@@ -136,6 +136,8 @@ PRESETS_ARC2: dict[str, dict[str, Any]] = {
 
 
 class ArcTask(Task):
+    protocol_check_presets = ("smoke", "quick", "cpu")   # CPU scale cannot learn it (docs/presets.md)
+
     def __init__(self, config: ArcConfig):
         super().__init__(config)
         if config.split not in ("reference", "strict"):

@@ -73,6 +73,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "train.lr_warmup_steps": 100, "train.lr_schedule": "cosine", "train.lr_min_ratio": 0.1,
             "train.weight_decay": 2e-4, "train.loss": "softmax", "train.segments": 1, "train.grad_clip": 1.0,
             "train.eval_batch_size": 250, "train.diagnostics_examples": 256},
+    # a first run within a few minutes (not the study's numbers)
+    "quick": {"train.steps": 400, "task.test_size": 200},
     # Bansal et al. 2022: train on 32 bits (10,000 strings), test at 48, 64, 128, 256 and 512 bits
     "paper": {"task.train_length": 32, "task.eval_lengths": (48, 64, 128, 256, 512), "task.train_size": 10000,
               "task.test_size": 1000, "train.steps": 15000, "train.batch_size": 100, "train.optimizer": "adamw",

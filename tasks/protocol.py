@@ -78,6 +78,10 @@ class Task:
 
     registry_name: str = ""   # set by @register_task
     legend: str = ""          # what the characters of `render` mean; `bench data --show` prints it once
+    # presets at which the task cannot be learnt (10^13 training FLOPs where the published results
+    # used 10^16–10^18): their runs check that the protocol works and are not evidence; the report
+    # keeps them out of the headline table
+    protocol_check_presets: tuple[str, ...] = ()
 
     def __init__(self, config):
         self.config = config

@@ -115,6 +115,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 @register_task("sudoku", config=SudokuConfig, presets=PRESETS,
                description="Sudoku-Extreme: 9×9 Sudoku, generated hard by search (tdoku recipe) or loaded")
 class SudokuTask(Task):
+    protocol_check_presets = ("smoke", "quick", "cpu")   # CPU scale cannot learn it (docs/presets.md)
+
     def __init__(self, config: SudokuConfig):
         super().__init__(config)
         if config.train_size < 1 or config.test_size < 1 or config.band_size < 1:

@@ -144,3 +144,25 @@ def test_holm_by_hand():
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert holm([]) == []
+
+
+def test_learning_plateau_reads_the_tail_of_the_training_curve():
+    from bench.stats import learning_plateau
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(10, 1010, 10)
+    falling = [{"step": int(s), "lm_loss": 2.0 - 0.001 * s} for s in steps]   # 2.0 → 1.0: still falling
+    plateau = learning_plateau(falling)
+    assert plateau["from_step"] == 810 and not plateau["finished"] and plateau["trend"] == "falling"
+    assert plateau["absolute_drop"] == pytest.approx(0.001 * 190, rel=1e-6)   # the line across 810..1000
+    flat = [{"step": int(s), "lm_loss": 0.5 + 0.02 * rng.standard_normal()} for s in steps]
+    assert learning_plateau(flat)["finished"]
+    # near zero: a large relative fall of a loss that has nothing left to lose
+    tiny = [{"step": int(s), "lm_loss": 1e-3 * math.exp(-s / 300)} for s in steps]
+    result = learning_plateau(tiny)
+    assert result["relative_drop"] > 0.3 and result["finished"]
+    rising = [{"step": p["step"], "lm_loss": 3.0 - p["lm_loss"]} for p in falling]
+    assert learning_plateau(rising)["trend"] == "rising" and not learning_plateau(rising)["finished"]
+    assert learning_plateau(falling[:5]) is None                             # one point in the tail
+    assert learning_plateau([{"step": 1, "loss": 1.0}, {"step": 2, "loss": float("nan")},
+                             {"step": 3, "loss": 1.0}]) is None

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 from bench.report import figures_accuracy, figures_curves
 from bench.report.contrasts import evaluate
 from bench.report.findings import contrast_findings, headlines, pairs_table
-from bench.report.load import Variant, load_runs
+from bench.report.load import Variant, is_protocol_check, load_runs
 from bench.report.plotting import Drawn, Styles, save
 from bench.report.render import note_blocks, render_html, render_markdown
 from bench.report.tables import (accuracy_pivot, act_table, cost_table, diverged_lines, runs_table, study_facts,
@@ -28,6 +28,12 @@ PIVOT_NOTE = ("Exact accuracy (%) on each task's first evaluation split, mean ov
               "(“1 seed”), for several the Student-t interval of the seeds' logits, never narrower than the "
               "examples' binomial error (docs/report.md). Bold: the best mean of each task. Rows are variants "
               "(a model and the configuration keys that tell its variants apart).")
+
+
+PROTOCOL_NOTE = ("{tasks}: at this preset these tasks cannot be learnt (about 10^13 training FLOPs per run "
+                 "against the 10^16–10^18 of the published results), so their runs check that the protocol runs "
+                 "end to end (data, training, evaluation, scoring) and are left out of the answers and the table "
+                 "above. Exact accuracy (%), as above:")
 
 
 def _about(results: Path, variants: list[Variant], notes: str, filters: str) -> str:
@@ -72,10 +78,18 @@ def report_blocks(results: Path, variants: list[Variant], warnings: list[str], o
         return [] if result is None else [("p", introduction), ("table", result)]
 
     pairs = _attempt(warnings, "the contrasts", evaluate, variants) or []
-    answers = _attempt(warnings, "the answers", headlines, variants, pairs) or []
+    # tasks that cannot be learnt at their preset's scale are protocol checks: not in the headline
+    evidence = [v for v in variants if not is_protocol_check(v)]
+    checks = [v for v in variants if is_protocol_check(v)]
+    answers = _attempt(warnings, "the answers", headlines, evidence, pairs) or []
     blocks += [("h2", "Answers"), ("list", [f"**{question}** {answer}" for question, answer in answers])]
-    blocks += [("h2", "Exact accuracy"), ("p", PIVOT_NOTE), ("table", accuracy_pivot(variants))]
-    blocks += figure(figures_accuracy.accuracy_by_task, variants, styles)
+    if evidence:
+        blocks += [("h2", "Exact accuracy"), ("p", PIVOT_NOTE), ("table", accuracy_pivot(evidence))]
+        blocks += figure(figures_accuracy.accuracy_by_task, evidence, styles)
+    if checks:
+        blocks += [("h2", "Protocol checks"),
+                   ("p", PROTOCOL_NOTE.format(tasks=", ".join(sorted({v.task for v in checks})))),
+                   ("table", accuracy_pivot(checks))]
     lines = _attempt(warnings, "the findings", contrast_findings, pairs) or []
     blocks += [("h2", "Findings"), ("p", "One line per declared contrast (bench/report/contrasts.py); "
                                          "every pair is in appendix A.")]

@@ -16,6 +16,7 @@ from bench.config import recorded_identity
 from bench.report.schema import Run, UnusableSummary, parse_run
 from bench.results import ResultsError, iter_summaries
 from bench.stats import AccuracyInterval, accuracy_interval
+from tasks.registry import RegistryError, get_task_entry
 
 # config keys that choose how a run is measured or logged, not what is trained: they never name a variant
 NOT_A_DIFFERENCE = ("train.test_time_points", "train.diagnostics_examples", "train.eval_segments",
@@ -193,6 +194,16 @@ def by_task(variants: list[Variant]) -> dict[str, list[Variant]]:
     for variant in variants:
         grouped[variant.task].append(variant)
     return dict(sorted(grouped.items()))
+
+
+def is_protocol_check(variant: Variant) -> bool:
+    """Whether the variant's task declares its preset a protocol check (tasks.protocol.Task): a run
+    that checks the protocol works at a scale where the task cannot be learnt, not evidence."""
+    try:
+        entry = get_task_entry(variant.task)
+    except RegistryError:   # a plugin task that is not installed here: nothing declared
+        return False
+    return variant.preset in getattr(entry.cls, "protocol_check_presets", ())
 
 
 def presets(variants: list[Variant]) -> str:

@@ -64,6 +64,7 @@ class TrainPoint:
     step: float
     loss: float | None
     exact_accuracy: float | None   # of a training batch
+    lm_loss: float | None = None   # the loss without Q-head or aux terms (what the plateau check reads)
 
 
 @dataclass
@@ -202,7 +203,8 @@ def parse_run(payload: dict[str, Any], path: Path) -> Run:
             curves[axis] = points
     if "curve" in train and not isinstance(train["curve"], list):
         dropped.append("train.curve")
-    train_curve = tuple(TrainPoint(number(p["step"]), number(p.get("loss")), number(p.get("exact_accuracy")))
+    train_curve = tuple(TrainPoint(number(p["step"]), number(p.get("loss")), number(p.get("exact_accuracy")),
+                                   number(p.get("lm_loss")))
                         for p in (train.get("curve") if isinstance(train.get("curve"), list) else [])
                         if isinstance(p, dict) and number(p.get("step")) is not None)
     diagnostics = payload.get("diagnostics")

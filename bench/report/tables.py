@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.report.findings import fmt_accuracy
 from bench.report.load import Variant, by_task
-from bench.stats import mean_interval
+from bench.stats import learning_plateau, mean_interval
 
 
 def stat_cell(values: list[float], fmt: Callable[[float], str] = "{:.3g}".format, scale: float = 1.0,
@@ -54,12 +54,31 @@ def cost_table(variants: list[Variant]) -> pd.DataFrame:
             "training FLOPs": stat_cell(variant.values(lambda r: r.flops_total), deterministic=True),
             "inference FLOPs/example": stat_cell(variant.values(lambda r: r.inference_flops), deterministic=True),
             "training wall-clock (s)": stat_cell(variant.values(lambda r: r.train_seconds), "{:.1f}".format),
+            "finished learning": finished_cell(variant),
             "eval throughput (examples/s)": stat_cell(variant.values(lambda r: r.throughput), "{:.0f}".format),
             "training MFU (%)": stat_cell(variant.values(lambda r: r.mfu_train), "{:.1f}".format, 100),
             "peak memory (MB)": stat_cell(variant.values(lambda r: r.peak_memory), "{:.0f}".format, 1e-6),
             "device": ", ".join(sorted({r.device for r in variant.complete})) or "—",
         })
     return pd.DataFrame(rows)
+
+
+def run_plateau(run) -> dict | None:
+    """bench.stats.learning_plateau of a run's training curve (computed here, so older summaries count too)."""
+    return learning_plateau([{"step": p.step, "lm_loss": p.lm_loss if p.lm_loss is not None else p.loss}
+                             for p in run.train_curve])
+
+
+def finished_cell(variant: Variant) -> str:
+    """'2 of 3 seeds (loss −1.2%…−6.0% over the last 20%)': how many seeds' training loss was flat at the end."""
+    plateaus = [p for p in (run_plateau(r) for r in variant.complete) if p is not None]
+    if not plateaus:
+        return "—"
+    drops = sorted(p["relative_drop"] for p in plateaus)
+    spread = f"{-drops[-1]:+.1%}" if len(drops) == 1 else f"{-drops[-1]:+.1%} to {-drops[0]:+.1%}"
+    rising = sum(p["trend"] == "rising" for p in plateaus)
+    return (f"{sum(p['finished'] for p in plateaus)} of {len(plateaus)} (loss {spread} over the last 20%"
+            + (f"; rising in {rising}" if rising else "") + ")")
 
 
 def runs_table(variants: list[Variant]) -> pd.DataFrame:

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The CPU study, v2 (the recipe issue): every run of it, in parts, into results/cpu-study-v2.
+#
+#   bash scripts/cpu_study_v2.sh            # every part, in order
+#   bash scripts/cpu_study_v2.sh main       # one part: main | seeds | ablations
+#
+# `bench sweep` skips runs that already finished (same config hash and seed), so the script resumes
+# where it stopped: run it again after an interruption. Two runs at a time (Ray, one CPU each, one
+# thread each) on a 2-core machine; the per-run times in reports/cpu-study-v2-notes.md say which.
+# How the cpu presets were calibrated (learning finished, ≤ 10 min a run): docs/presets.md.
+set -euo pipefail
+OUT=${OUT:-results/cpu-study-v2}
+PART=${1:-all}
+MODELS=hrm,trm,transformer,looped,unrolled,mamba,deq,dtnet
+TASKS=maze,addition,multiplication,prefix_sums
+sweep() { python -m bench sweep --preset cpu --out "$OUT" --threads 1 "$@"; }
+
+if [[ $PART == all || $PART == main ]]; then
+  # every model on every learnable task, 3 seeds (v1's spread: ±10–12 points at 3 seeds on maze and
+  # addition, so differences under ~15 points need the 5 seeds of the next part)
+  sweep --models "$MODELS" --tasks "$TASKS" --seeds 3
+fi
+
+if [[ $PART == all || $PART == seeds ]]; then
+  # the headline contrasts (question 1's ranking, question 3's TRM vs HRM) get 5 seeds
+  sweep --models hrm,trm,transformer,looped --tasks maze,addition --seeds 5
+fi
+
+if [[ $PART == all || $PART == ablations ]]; then
+  # question 2 — the outer loop at matched examples: 1 vs 2 segments, each drawing 25,600 fresh
+  # examples (the cpu preset's 800 steps × 64 at 2 segments)
+  for segments in 1 2; do
+    sweep --models hrm,transformer --tasks maze,addition --seeds 3 --set train.budget=examples \
+          --set train.max_examples=25600 --set train.segments=$segments
+  done
+  # ACT on (off in the cpu presets) for the models with a Q head
+  sweep --models hrm,trm --tasks maze --seeds 3 --set train.act=true
+  # tied vs untied unrolled (untied is the default)
+  sweep --models unrolled --tasks maze,addition --seeds 3 --set model.tied=true
+  # question 3 — HRM's one-step gradient vs TRM's last-cycle rule on HRM's own network, at matched
+  # training FLOPs: the one-step run of the main part spends 800 × 8,839,593,984 FLOPs on maze
+  sweep --models hrm --tasks maze --seeds 3 --set model.gradient=last_cycle --set train.budget=flops \
+        --set train.max_flops=7.0716751872e12
+  # question 4 — how the looped model's loop count is trained: fixed, random, progressive loss,
+  # best of k with a stop selector (each with one segment: the rules vary the model's own loops)
+  sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1
+  sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 --set train.iteration_rule=random
+  sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 --set train.progressive_alpha=0.5
+  sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 \
+        --set train.iteration_rule=best_of_k --set train.stop_selector_steps=200
+fi
