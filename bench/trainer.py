@@ -288,8 +288,8 @@ class Trainer:
         random: k ~ U{iterations_min..m} iterations this step, the same k for the batch.
         best_of_k: the loss after each of the m iterations, per example; only the lowest is
         back-propagated (ties go to the fewest iterations), so an example is trained at the step
-        where its answer is best, not at a fixed depth. The outputs other than the logits (a Q head,
-        a DEQ's solver statistics and aux loss) are those of the last forward."""
+        where its answer is best, not at a fixed depth. The outputs other than the logits (a DEQ's
+        solver statistics and aux loss) are those of the m-count forward; a Q head is not trained."""
         model, config = self.model, self.config
         if config.iteration_rule == "random":
             most = getattr(model.config, iteration_count_field(model))
@@ -307,7 +307,10 @@ class Trainer:
         losses = torch.stack(losses, dim=1)                         # (B, m)
         best = first_minimum(losses.detach())
         rows = torch.arange(len(labels), device=labels.device)
-        outputs = {**all_outputs[-1], "logits": torch.stack(all_logits, dim=1)[rows, best]}
+        # the m-count forward's solver statistics and aux loss; no Q head: its target would be the
+        # correctness of another forward's answer
+        last = {k: v for k, v in all_outputs[-1].items() if not k.startswith("q_")}
+        outputs = {**last, "logits": torch.stack(all_logits, dim=1)[rows, best]}
         return outputs, losses[rows, best].mean(), best + 1
 
     def _progressive_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
