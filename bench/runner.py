@@ -23,7 +23,7 @@ from bench.stats import learning_plateau
 from bench.stop_selector import evaluate_stops, train_selector
 from bench.trainer import Diverged, Trainer
 from models.protocol import iteration_count_field
-from models.registry import create_model
+from models.registry import create_model, get_model_entry, model_names
 from tasks.protocol import TaskData, constant_answer_accuracy
 from tasks.registry import create_task
 
@@ -77,8 +77,14 @@ def build(run: RunConfig):
               "train.stop_selector_steps > 0" if run.train.stop_selector_steps > 0 else None)
     key = (model.progressive_iterations_key if run.train.progressive_alpha > 0 else iteration_count_field(model))
     if varied and key is None:
-        having = "dtnet, looped" if run.train.progressive_alpha > 0 else "dtnet, looped, hrm, trm, deq"
-        raise ConfigError(f"{varied}: model {run.model_name!r} has no iteration count to vary (models with one: {having})")
+        field = "progressive_iterations_key" if run.train.progressive_alpha > 0 else None
+        having = [name for name in model_names()
+                  if (getattr(get_model_entry(name).cls, field) if field else iteration_count_field(get_model_entry(name).cls))]
+        if field:
+            raise ConfigError(f"{varied} needs a model that continues one state iteration by iteration; "
+                              f"{run.model_name!r} does not (models that do: {', '.join(having)})")
+        raise ConfigError(f"{varied}: model {run.model_name!r} has no iteration count to vary "
+                          f"(models with one: {', '.join(having)})")
     if varied and run.train.iterations_min > getattr(model.config, key):
         raise ConfigError(f"train.iterations_min={run.train.iterations_min} is above the model's "
                           f"{key}={getattr(model.config, key)}")
