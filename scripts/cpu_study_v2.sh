@@ -28,7 +28,7 @@ fi
 
 if [[ $PART == all || $PART == ablations ]]; then
   # question 2 — the outer loop at matched examples: 1 vs 2 segments, each drawing 25,600 fresh
-  # examples (the cpu preset's 800 steps × 64 at 2 segments)
+  # examples (what maze's cpu preset draws: 800 steps of 64 rows, each row 2 segments)
   for segments in 1 2; do
     sweep --models hrm,transformer --tasks maze,addition --seeds 3 --set train.budget=examples \
           --set train.max_examples=25600 --set train.segments=$segments
@@ -38,9 +38,10 @@ if [[ $PART == all || $PART == ablations ]]; then
   # tied vs untied unrolled (untied is the default)
   sweep --models unrolled --tasks maze,addition --seeds 3 --set model.tied=true
   # question 3 — HRM's one-step gradient vs TRM's last-cycle rule on HRM's own network, at matched
-  # training FLOPs: the one-step run of the main part spends 800 × 8,839,593,984 FLOPs on maze
+  # training FLOPs: the one-step run of the main part spends 800 × 5,542,461,440 FLOPs on maze
+  # (its summary's train.flops_total)
   sweep --models hrm --tasks maze --seeds 3 --set model.gradient=last_cycle --set train.budget=flops \
-        --set train.max_flops=7.0716751872e12
+        --set train.max_flops=4.433969152e12
   # question 4 — how the looped model's loop count is trained: fixed, random, progressive loss,
   # best of k with a stop selector (each with one segment: the rules vary the model's own loops)
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1
