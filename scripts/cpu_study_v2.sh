@@ -33,6 +33,10 @@ if [[ $PART == all || $PART == ablations ]]; then
     sweep --models hrm,transformer --tasks maze,addition --seeds 3 --set train.budget=examples \
           --set train.max_examples=25600 --set train.segments=$segments
   done
+  # ... and at matched training FLOPs on maze: one segment given the FLOPs of the main part's
+  # 2-segment run (its summary's train.flops_total), so it sees twice the examples
+  sweep --models hrm --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=4.433969152e12
+  sweep --models transformer --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=2.6764115968e12
   # ACT on (off in the cpu presets) for the models with a Q head
   sweep --models hrm,trm --tasks maze --seeds 3 --set train.act=true
   # tied vs untied unrolled (untied is the default)
