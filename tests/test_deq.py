@@ -1,0 +1,155 @@
+"""The DEQ at its defaults is an equilibrium model: the fixed point is found, reported at the state
+returned, and the implicit gradient is the gradient of that fixed point."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.blocks import rms_norm
+from models.registry import create_model
+from tasks.registry import TaskSpec
+
+SPEC = TaskSpec(vocab_size=7, seq_len=16, num_puzzle_ids=0)
+SMALL = dict(hidden=32, num_heads=2, num_layers=2, ffn_multiple=32)   # defaults otherwise
+
+
+def batch(batch_size=8, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return {"inputs": torch.randint(0, SPEC.vocab_size, (batch_size, SPEC.seq_len), generator=generator),
+            "puzzle_ids": torch.zeros(batch_size, dtype=torch.long)}
+
+
+def small_deq(seed=0, **config):
+    torch.manual_seed(seed)
+    return create_model("deq", SPEC, **{**SMALL, **config})
+
+
+def residual_at(model, z, inputs):
+    """‖f(z) − z‖ / ‖f(z)‖ per example, computed here independently of the model's forward."""
+    with torch.no_grad():
+        x, rotary = model.embedding(inputs)
+        fz = model.blocks(z, injection=x, rotary=rotary)
+    return (fz - z).flatten(1).norm(dim=1) / fz.flatten(1).norm(dim=1)
+
+
+# ---------------------------------------------------------------------------------- rms_norm
+def test_rms_norm_computes_in_float64_for_float64_and_in_float32_for_half_precision():
+    x = torch.randn(4, 33, dtype=torch.float64) * 3
+    exact = x / torch.sqrt(x.square().mean(-1, keepdim=True) + 1e-5)
+    out = rms_norm(x)
+    assert out.dtype == torch.float64
+    assert (out - exact).abs().max().item() < 1e-14          # an fp32 computation errs by ~1e-7
+    half = x.to(torch.bfloat16)
+    out_half = rms_norm(half)
+    assert out_half.dtype == torch.bfloat16
+    via_fp32 = half.float() * torch.rsqrt(half.float().square().mean(-1, keepdim=True) + 1e-5)
+    assert torch.equal(out_half, via_fp32.to(torch.bfloat16))
+
+
+# ------------------------------------------------------------------------------------ forward
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_forward_solver_reaches_the_tolerance_at_init_on_95_percent_of_examples(seed):
+    model = small_deq(seed).eval()
+    inputs = batch(32, seed)
+    with torch.no_grad():
+        carry, outputs = model(model.initial_carry(inputs), inputs)
+    residual = residual_at(model, carry["z"], inputs)
+    assert (residual < model.config.tol).float().mean().item() >= 0.95
+    assert outputs["converged_fraction"].item() >= 0.95
+    assert outputs["solver_steps"].item() <= model.config.max_iter
+
+
+def test_reported_residual_is_measured_at_the_returned_state():
+    """A short budget, so the solver's own residual (one f before the state returned) differs from
+    the residual at the returned state; the model must report the latter."""
+    model = small_deq(max_iter=3, eval_max_iter=3).eval()
+    inputs = batch(8)
+    captured = {}
+    solve = model.deq.forward
+
+    def spy(*args, **kwargs):
+        trajectory, info = solve(*args, **kwargs)
+        captured.update(info)
+        return trajectory, info
+
+    model.deq.forward = spy
+    with torch.no_grad():
+        carry, outputs = model(model.initial_carry(inputs), inputs)
+    residual = residual_at(model, carry["z"], inputs)
+    assert outputs["solver_residual"].item() == pytest.approx(residual.mean().item(), rel=1e-5)
+    assert outputs["solver_residual_max"].item() == pytest.approx(residual.max().item(), rel=1e-5)
+    assert outputs["converged_fraction"].item() == (residual < model.config.tol).float().mean().item()
+    solver_residual = captured["rel_lowest"].float().mean().item()
+    assert abs(solver_residual - residual.mean().item()) > 0.1 * residual.mean().item()   # the two differ
+
+
+def test_every_scalar_output_is_declared_in_logged_outputs():
+    model = small_deq().train()
+    inputs = batch(4)
+    carry = model.initial_carry(inputs)
+    for _ in range(2):   # the second forward reports the first step's backward
+        carry, outputs = model(carry, inputs)
+        outputs["logits"].sum().backward()
+    scalars = {key for key, value in outputs.items() if torch.is_tensor(value) and value.dim() == 0}
+    assert scalars == set(type(model).logged_outputs)
+
+
+# ----------------------------------------------------------------------------------- backward
+def test_backward_residual_is_reported_and_under_the_tolerance_at_the_defaults():
+    model = small_deq().train()
+    inputs = batch(8)
+    carry = model.initial_carry(inputs)
+    carry, outputs = model(carry, inputs)
+    assert "backward_residual" not in outputs            # no backward has run yet
+    torch.nn.functional.cross_entropy(outputs["logits"].flatten(0, 1), inputs["inputs"].flatten()).backward()
+    record = model.last_backward
+    assert record["rel"].shape == (8,)
+    assert record["rel"].max().item() < model.config.backward_tol
+    _, outputs = model(carry, inputs)                      # the next step reports it
+    assert outputs["backward_residual"].item() == pytest.approx(record["rel"].mean().item())
+    assert outputs["backward_converged_fraction"].item() == 1.0
+
+
+def implicit_and_finite_difference(**config) -> tuple[float, float, object]:
+    """float64: the implicit gradient of a small DEQ (default init and norm) along a random direction,
+    and central finite differences through fixed points solved to 1e-12 with the same weights."""
+    model = small_deq(**config).double().train()
+    inputs = batch(4)
+    target = torch.randn(4, SPEC.seq_len, SPEC.vocab_size, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(1))
+    _, outputs = model(model.initial_carry(inputs), inputs)
+    (outputs["logits"] * target).sum().backward()
+
+    exact = create_model("deq", SPEC, **SMALL, tol=1e-12, max_iter=300).double().eval()
+    exact.load_state_dict(model.state_dict())             # the power iteration's u, v as the gradient used
+    named = dict(model.named_parameters())
+    parameters = [(name, p) for name, p in exact.named_parameters() if named[name].grad is not None]
+    generator = torch.Generator().manual_seed(2)
+    directions = [torch.randn(p.shape, dtype=p.dtype, generator=generator) for _, p in parameters]
+    implicit = sum((named[name].grad * d).sum() for (name, _), d in zip(parameters, directions)).item()
+
+    def loss(sign: float) -> float:
+        with torch.no_grad():
+            for (_, p), d in zip(parameters, directions):
+                p.add_(sign * 1e-5 * d)
+            _, out = exact(exact.initial_carry(inputs), inputs)
+            for (_, p), d in zip(parameters, directions):
+                p.sub_(sign * 1e-5 * d)
+        return (out["logits"] * target).sum().item()
+
+    return implicit, (loss(1.0) - loss(-1.0)) / 2e-5, model
+
+
+def test_implicit_gradient_matches_finite_differences_at_the_default_init_when_solved_tightly():
+    implicit, finite_difference, model = implicit_and_finite_difference(
+        tol=1e-10, max_iter=100, backward_tol=1e-10, backward_max_iter=100)
+    assert model.last_backward["rel"].max().item() < 1e-10
+    assert abs(implicit - finite_difference) <= 1e-4 * abs(finite_difference)
+
+
+def test_implicit_gradient_at_the_default_tolerances_is_within_their_accuracy():
+    """At tol = 1e-3 the solver stops with residuals ~1e-4, and the gradient error tracks the forward
+    residual (about 10× here): the bound is 1e-2, not 1e-4 (a non-converging backward gave 0.59)."""
+    implicit, finite_difference, model = implicit_and_finite_difference()
+    assert model.last_backward["rel"].max().item() < model.config.backward_tol
+    assert abs(implicit - finite_difference) <= 1e-2 * abs(finite_difference)
