@@ -20,11 +20,12 @@ jac_reg, as `aux_loss`). The test-time iteration budget is `eval_max_iter` (`tes
 Per batch the model outputs (all named in `logged_outputs`): `solver_steps` (mean iterations),
 `solver_residual` / `solver_residual_max` (mean / largest relative residual ‖f(z)−z‖/‖f(z)‖ at the
 z the model returns — one extra f evaluation; torchdeq's own `rel_lowest` is measured one f
-earlier), `converged_fraction` (examples with that residual under `tol`); in training with IFT also
+earlier), `converged_fraction` (examples with that residual under `tol`); in training also
 the *previous* step's backward solver: `backward_steps`, `backward_residual` (mean final relative
 residual, torchdeq's `rel_lowest` of the adjoint solve) and `backward_converged_fraction` (under
-`backward_tol`); the latest backward's per-example numbers stay in `last_backward`. With tracing on,
-the solver's per-iteration relative residual trace goes into `residual_trace["z"]`. The fixed point
+`backward_tol`), NaN when no IFT backward preceded (first step, phantom gradient; the
+trainer's curve drops non-finite values); the latest backward's per-example numbers stay in
+`last_backward`. With tracing on, the solver's per-iteration relative residual trace goes into `residual_trace["z"]`. The fixed point
 is carried (detached) to the next trainer segment as the solver's warm start.
 
 torchdeq reads its settings from **kwargs and silently ignores names it does not know, so every
@@ -176,10 +177,14 @@ class DEQ(Transformer):
         outputs = {"logits": self.head(z), "solver_steps": info["nstep"].float().mean(),
                    "solver_residual": residual.float().mean(), "solver_residual_max": residual.float().max(),
                    "converged_fraction": (residual < config.tol).float().mean()}
-        if previous_backward is not None and self.training:
-            outputs.update(backward_steps=previous_backward["nstep"].mean(),
-                           backward_residual=previous_backward["rel"].mean(),
-                           backward_converged_fraction=(previous_backward["rel"] < config.backward_tol).float().mean())
+        if self.training:   # every declared output is present in training; NaN = no IFT backward measured
+            if previous_backward is None:
+                nan = torch.tensor(float("nan"), device=z.device)
+                outputs.update(backward_steps=nan, backward_residual=nan, backward_converged_fraction=nan)
+            else:
+                outputs.update(backward_steps=previous_backward["nstep"].mean(),
+                               backward_residual=previous_backward["rel"].mean(),
+                               backward_converged_fraction=(previous_backward["rel"] < config.backward_tol).float().mean())
         if self.training and config.jacobian_weight > 0:
             z_star = z.detach().requires_grad_()
             with sdpa_kernel(SDPBackend.MATH):   # jac_reg needs double backward; fused CPU attention has none

@@ -7,7 +7,7 @@ import torch
 
 from models.blocks import rms_norm
 from models.registry import create_model
-from tasks.registry import TaskSpec
+from tasks.protocol import TaskSpec
 
 SPEC = TaskSpec(vocab_size=7, seq_len=16, num_puzzle_ids=0)
 SMALL = dict(hidden=32, num_heads=2, num_layers=2, ffn_multiple=32)   # defaults otherwise
@@ -84,14 +84,19 @@ def test_reported_residual_is_measured_at_the_returned_state():
 
 
 def test_every_scalar_output_is_declared_in_logged_outputs():
-    model = small_deq().train()
-    inputs = batch(4)
-    carry = model.initial_carry(inputs)
-    for _ in range(2):   # the second forward reports the first step's backward
-        carry, outputs = model(carry, inputs)
-        outputs["logits"].sum().backward()
-    scalars = {key for key, value in outputs.items() if torch.is_tensor(value) and value.dim() == 0}
-    assert scalars == set(type(model).logged_outputs)
+    """The trainer reads every declared name from every training forward: all are there from the
+    first step (backward ones NaN until a backward has run) and with the phantom gradient too."""
+    for gradient in ("ift", "phantom"):
+        model = small_deq(gradient=gradient).train()
+        inputs = batch(4)
+        carry = model.initial_carry(inputs)
+        for step in range(2):   # the second forward reports the first step's backward
+            carry, outputs = model(carry, inputs)
+            scalars = {key for key, value in outputs.items() if torch.is_tensor(value) and value.dim() == 0}
+            assert scalars == set(type(model).logged_outputs)
+            measured = step == 1 and gradient == "ift"
+            assert torch.isfinite(outputs["backward_residual"]).item() == measured
+            outputs["logits"].sum().backward()
 
 
 # ----------------------------------------------------------------------------------- backward
@@ -100,7 +105,7 @@ def test_backward_residual_is_reported_and_under_the_tolerance_at_the_defaults()
     inputs = batch(8)
     carry = model.initial_carry(inputs)
     carry, outputs = model(carry, inputs)
-    assert "backward_residual" not in outputs            # no backward has run yet
+    assert torch.isnan(outputs["backward_residual"]).item()   # no backward has run yet
     torch.nn.functional.cross_entropy(outputs["logits"].flatten(0, 1), inputs["inputs"].flatten()).backward()
     record = model.last_backward
     assert record["rel"].shape == (8,)
