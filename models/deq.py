@@ -6,9 +6,11 @@
     logits = head(z*)
 
 A fixed point has to exist and be found: every Linear of f is spectrally normalised by default
-(torchdeq `apply_norm(norm_type="spectral_norm")`, W·g/σ(W) with a learned per-row scale g, σ
-recomputed by `reset_norm` at every forward), which makes the post-norm stack a contraction at
-init; the solver stops when every example's relative residual is under `tol`.
+(torchdeq `apply_norm(norm_type="spectral_norm")`, W/σ(W), σ recomputed by `reset_norm` at every
+forward), which makes the post-norm stack a contraction at init. torchdeq's learned per-row scale
+(W·g/σ(W), `norm_learn_scale=True`) is off by default: with it training grows the scales and f stops
+being contractive, so the solvers no longer reach their tolerances; with σ(W) fixed at 1 they do
+after training too. The solver stops when every example's relative residual is under `tol`.
 
 Gradients: `gradient="ift"` — true implicit differentiation (torchdeq `ift=True`: the backward
 solves the linear fixed point of the adjoint with `backward_solver`, Broyden by default: Anderson's
@@ -76,7 +78,7 @@ class DEQConfig:
     phantom_steps: int = 1              # k damped steps for the phantom gradient
     phantom_damping: float = 0.5        # τ of the phantom gradient
     norm: str = "spectral_norm"         # none | weight_norm | spectral_norm (torchdeq apply_norm)
-    norm_learn_scale: bool = True       # torchdeq learn_scale: a learned per-row scale g (initialised 1)
+    norm_learn_scale: bool = False      # torchdeq learn_scale; False: every σ(W) stays 1, training cannot grow it
     norm_clip: bool = False             # torchdeq clip: cap the normalising factor at norm_clip_value
     norm_clip_value: float = 1.0
     norm_warmup_iterations: int = 15    # spectral_norm: power iterations at construction

@@ -115,17 +115,18 @@ def test_backward_residual_is_reported_and_under_the_tolerance_at_the_defaults()
     assert outputs["backward_converged_fraction"].item() == 1.0
 
 
-def implicit_and_finite_difference(**config) -> tuple[float, float, object]:
+def implicit_and_finite_difference(seed=0, **config) -> tuple[float, float, object]:
     """float64: the implicit gradient of a small DEQ (default init and norm) along a random direction,
     and central finite differences through fixed points solved to 1e-12 with the same weights."""
-    model = small_deq(**config).double().train()
+    model = small_deq(seed, **config).double().train()
     inputs = batch(4)
     target = torch.randn(4, SPEC.seq_len, SPEC.vocab_size, dtype=torch.float64,
                          generator=torch.Generator().manual_seed(1))
     _, outputs = model(model.initial_carry(inputs), inputs)
     (outputs["logits"] * target).sum().backward()
 
-    exact = create_model("deq", SPEC, **SMALL, tol=1e-12, max_iter=300).double().eval()
+    exact = create_model("deq", SPEC, **{**SMALL, **config, "tol": 1e-12, "max_iter": 300,
+                                         "eval_max_iter": 0}).double().eval()
     exact.load_state_dict(model.state_dict())             # the power iteration's u, v as the gradient used
     named = dict(model.named_parameters())
     parameters = [(name, p) for name, p in exact.named_parameters() if named[name].grad is not None]
@@ -145,16 +146,19 @@ def implicit_and_finite_difference(**config) -> tuple[float, float, object]:
     return implicit, (loss(1.0) - loss(-1.0)) / 2e-5, model
 
 
-def test_implicit_gradient_matches_finite_differences_at_the_default_init_when_solved_tightly():
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_implicit_gradient_matches_finite_differences_at_the_default_init_when_solved_tightly(seed):
     implicit, finite_difference, model = implicit_and_finite_difference(
-        tol=1e-10, max_iter=100, backward_tol=1e-10, backward_max_iter=100)
+        seed, tol=1e-10, max_iter=100, backward_tol=1e-10, backward_max_iter=100)
     assert model.last_backward["rel"].max().item() < 1e-10
     assert abs(implicit - finite_difference) <= 1e-4 * abs(finite_difference)
 
 
-def test_implicit_gradient_at_the_default_tolerances_is_within_their_accuracy():
-    """At tol = 1e-3 the solver stops with residuals ~1e-4, and the gradient error tracks the forward
-    residual (about 10× here): the bound is 1e-2, not 1e-4 (a non-converging backward gave 0.59)."""
-    implicit, finite_difference, model = implicit_and_finite_difference()
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_implicit_gradient_at_the_default_tolerances_is_within_their_accuracy(seed):
+    """At tol = 1e-3 / backward_tol = 1e-4 the gradient error follows the residuals the solvers stop at
+    (about 10× the forward one): over these four inits it is 8e-6, 2.2e-4, 5.3e-3 and 1.8e-4 relative,
+    so the bound that holds at the defaults is 1e-2, not 1e-4 (a non-converging backward gave 0.59)."""
+    implicit, finite_difference, model = implicit_and_finite_difference(seed)
     assert model.last_backward["rel"].max().item() < model.config.backward_tol
     assert abs(implicit - finite_difference) <= 1e-2 * abs(finite_difference)
