@@ -158,6 +158,8 @@ def _resume_command(run_seed: int, run_dir: Path) -> str:
 
 
 def _print_summary(summary: dict, out: Path) -> None:
+    from bench.stats import PLATEAU_FRACTION, PLATEAU_TOLERANCE
+
     train, inference = summary["train"], summary["inference"]
     click.echo(f"run        {summary['run_id']}")
     click.echo(f"params     {summary['params']:,} (+{summary['puzzle_emb_params']:,} puzzle-embedding)")
@@ -175,6 +177,11 @@ def _print_summary(summary: dict, out: Path) -> None:
                    + f" ({_describe_reach(axis, summary['curve_reach'][axis])})")
     click.echo(f"train      {train['steps']} steps, {train['seconds']:.1f} s, {train['flops_total']:.3e} FLOPs "
                f"({train['flops_per_second'] / 1e9:.1f} GFLOP/s)")
+    drop = train.get("tail_loss_drop")
+    if drop is not None:
+        verdict = "finished learning" if drop <= PLATEAU_TOLERANCE else "still learning"
+        click.echo(f"learning   training loss fell {drop:.1%} over the last {PLATEAU_FRACTION:.0%} of steps "
+                   f"({verdict}: the tolerance is {PLATEAU_TOLERANCE:.0%})")
     click.echo(f"inference  {inference['flops_per_example']:.3e} FLOPs/example, "
                f"{inference['examples_per_second']:.1f} examples/s")
     click.echo(f"written    {out / summary['run_id'] / 'summary.json'}")

@@ -78,6 +78,9 @@ class TrainConfig:
     iterations_min: int = added_later(1)
     # what ends training (docs/training.md): steps | examples (max_examples fresh examples) | flops (max_flops)
     stop_selector_steps: int = added_later(0)   # > 0: train a stop selector this many steps after training
+    # supervised (say whether the answer at t is right) | reinforce (reward: right at the stop − cost·t/m)
+    stop_selector_objective: str = added_later("supervised")
+    stop_selector_cost: float = added_later(0.1)
     budget: str = added_later("steps")
     max_flops: float = added_later(0.0)   # training FLOPs, as the suite's counter measures them
     sampler: str = added_later("uniform")   # uniform (every example shuffled) | groups (the reference's, bench/sampling.py)
@@ -97,6 +100,7 @@ class TrainConfig:
         choices = {"optimizer": ("adam_atan2", "adamw"), "lr_schedule": ("constant", "cosine"),
                    "loss": ("stablemax", "softmax"), "eval_halting": ("fixed", "learned"),
                    "iteration_rule": ("fixed", "random", "best_of_k"), "budget": ("steps", "examples", "flops"),
+                   "stop_selector_objective": ("supervised", "reinforce"),
                    "precision": ("auto", "fp32", "bf16"), "sampler": ("uniform", "groups")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -146,6 +150,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} > 0 is a budget: set train.budget={key} with it")
         if self.stop_selector_steps > 0 and self.segments != 1:
             raise ConfigError("train.stop_selector_steps > 0 needs train.segments=1 (it stops the model's own iterations)")
+        if not 0.0 <= self.stop_selector_cost <= 1.0:
+            raise ConfigError(f"train.stop_selector_cost must be in [0, 1], got {self.stop_selector_cost}")
         if self.iterations_min < 1:
             raise ConfigError(f"train.iterations_min must be >= 1, got {self.iterations_min}")
         if self.lr <= 0 or self.puzzle_emb_lr < 0:

@@ -19,8 +19,10 @@ from bench.distributed import World, current_world
 from bench.measure import environment, model_flops_utilisation, peak_memory_bytes, reset_peak_memory
 from bench.results import (CHECKPOINT, SUMMARY, ResultsError, atomic_write_json, ensure_writable,
                            find_resumable, new_run_id, read_summary)
+from bench.stats import tail_loss_drop
 from bench.stop_selector import evaluate_stops, train_selector
 from bench.trainer import Diverged, Trainer
+from models.protocol import iteration_count_field
 from models.registry import create_model
 from tasks.protocol import TaskData, constant_answer_accuracy
 from tasks.registry import create_task
@@ -73,12 +75,13 @@ def build(run: RunConfig):
     varied = ("train.progressive_alpha > 0" if run.train.progressive_alpha > 0 else
               f"train.iteration_rule={run.train.iteration_rule}" if run.train.iteration_rule != "fixed" else
               "train.stop_selector_steps > 0" if run.train.stop_selector_steps > 0 else None)
-    if varied and model.progressive_iterations_key is None:
-        raise ConfigError(f"{varied}: model {run.model_name!r} has no iteration count to vary "
-                          "(models with one: dtnet, looped)")
-    if varied and run.train.iterations_min > getattr(model.config, model.progressive_iterations_key):
+    key = (model.progressive_iterations_key if run.train.progressive_alpha > 0 else iteration_count_field(model))
+    if varied and key is None:
+        having = "dtnet, looped" if run.train.progressive_alpha > 0 else "dtnet, looped, hrm, trm, deq"
+        raise ConfigError(f"{varied}: model {run.model_name!r} has no iteration count to vary (models with one: {having})")
+    if varied and run.train.iterations_min > getattr(model.config, key):
         raise ConfigError(f"train.iterations_min={run.train.iterations_min} is above the model's "
-                          f"{model.progressive_iterations_key}={getattr(model.config, model.progressive_iterations_key)}")
+                          f"{key}={getattr(model.config, key)}")
     return task, model
 
 
@@ -312,6 +315,7 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
                "flops_total": trainer.flops_total,
                "flops_per_second": trainer.flops_total / max(trainer.train_seconds, 1e-9),
                "final_loss": trainer.curve[-1]["loss"] if trainer.curve else None,
+               "tail_loss_drop": tail_loss_drop(trainer.curve),
                "curve": trainer.curve, "evals": trainer.evals},
         inference={"flops_per_example": inference_flops, "segments": segments_eval,
                    "halting": run.train.eval_halting,

@@ -242,3 +242,30 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(order) - rank) * float(p_values[index])))
         adjusted[index] = running
     return adjusted.tolist()
+
+
+# A run has finished learning when its training loss no longer falls over the last 20% of its steps
+# (the recipe issue's criterion); the tolerance is the relative drop a linear fit may still show.
+PLATEAU_FRACTION = 0.2
+PLATEAU_TOLERANCE = 0.05
+
+
+def tail_loss_drop(curve: Sequence[dict], fraction: float = PLATEAU_FRACTION) -> float | None:
+    """Relative fall of the training loss across the last `fraction` of the logged steps.
+
+    A least-squares line through the logged language-model loss (`lm_loss`, else `loss`) of the
+    points in the tail; the drop is the line's fall across the tail divided by the tail's mean loss
+    (positive: still falling). A line, not first-vs-last point, because logged losses are batch
+    means and noisy. None when the tail has fewer than 3 points or a non-finite loss."""
+    points = [(p["step"], p.get("lm_loss", p.get("loss"))) for p in curve]
+    points = [(s, y) for s, y in points if y is not None]
+    if not points:
+        return None
+    last = points[-1][0]
+    tail = [(s, y) for s, y in points if s > last * (1 - fraction)]
+    if len(tail) < 3 or not all(math.isfinite(y) for _, y in tail):
+        return None
+    steps, losses = np.array(tail, dtype=float).T
+    slope = np.polyfit(steps, losses, 1)[0]
+    mean = float(losses.mean())
+    return float(-slope * (steps[-1] - steps[0]) / mean) if mean > 0 else None

@@ -32,7 +32,7 @@ from bench.measure import Stopwatch, count_flops
 from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.optim import AdamAtan2, SignSGD, learning_rate
 from bench.sampling import Sampler, make_sampler
-from models.protocol import PARAMETER_GROUPS, SegmentModel
+from models.protocol import PARAMETER_GROUPS, SegmentModel, iteration_count, iteration_count_field
 from tasks.protocol import TaskData, TaskSpec
 
 
@@ -59,13 +59,23 @@ def sequence_correct(logits: torch.Tensor, labels: torch.Tensor, ignore_label: i
     return ((logits.argmax(-1) == labels) | ~mask).all(-1)
 
 
-def logits_after_each_iteration(model: SegmentModel, batch: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
-    """The read-out after iteration 1, 2, …, m of a model with an iteration count (m = its count),
-    from its start state: what best-of-k training and the stop selector look at."""
-    state = model.start_state(batch)
-    for step in range(getattr(model.config, model.progressive_iterations_key)):
-        state = model.iterate(state, batch, 1, first=step)
-        yield model.readout(state, batch)
+def outputs_after_each_iteration(model: SegmentModel, batch: dict[str, torch.Tensor]
+                                 ) -> Iterator[dict[str, torch.Tensor]]:
+    """The outputs (`logits`, and for whole-forward models everything the forward returns) after
+    iteration 1, 2, …, m of a model with an iteration count (m = its count), from its start: what
+    best-of-k training and the stop selector look at. A model with the incremental interface
+    (looped, dtnet) continues one state; the others (hrm, trm, deq) run one forward per count from
+    the initial carry, so count k costs a k-iteration forward."""
+    if model.progressive_iterations_key is not None:
+        state = model.start_state(batch)
+        for step in range(getattr(model.config, model.progressive_iterations_key)):
+            state = model.iterate(state, batch, 1, first=step)
+            yield {"logits": model.readout(state, batch)}
+        return
+    carry = model.initial_carry(batch)
+    for count in range(1, getattr(model.config, model.iteration_count_key) + 1):
+        with iteration_count(model, count):
+            yield model(carry, batch)[1]
 
 
 def first_minimum(values: torch.Tensor) -> torch.Tensor:
@@ -203,7 +213,7 @@ class Trainer:
             carry, outputs = forward(self.carry, batch) if full_pass else (self.carry, {})
             progressive = self._progressive_logits(batch) if alpha > 0 else None
             if rule != "fixed":
-                outputs["logits"], lm_loss, steps_used = self._iteration_rule(batch, labels)
+                outputs, lm_loss, steps_used = self._iteration_rule(batch, labels)
                 means["iterations_trained"] = steps_used.float().mean()
         self.steps_in_carry = self.steps_in_carry + 1
         logits = outputs["logits"] if "logits" in outputs else progressive
@@ -272,26 +282,33 @@ class Trainer:
         return sequence_mean_loss(self.loss_fn(logits, labels, ignore), labels, ignore)
 
     def _iteration_rule(self, batch: dict[str, torch.Tensor], labels: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits, loss, iterations per example) under train.iteration_rule, from the start state.
+                        ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(outputs, loss, iterations per example) under train.iteration_rule, from the start state.
 
         random: k ~ U{iterations_min..m} iterations this step, the same k for the batch.
         best_of_k: the loss after each of the m iterations, per example; only the lowest is
         back-propagated (ties go to the fewest iterations), so an example is trained at the step
-        where its answer is best, not at a fixed depth."""
+        where its answer is best, not at a fixed depth. The outputs other than the logits (a Q head,
+        a DEQ's solver statistics and aux loss) are those of the last forward."""
         model, config = self.model, self.config
         if config.iteration_rule == "random":
-            most = getattr(model.config, model.progressive_iterations_key)
+            most = getattr(model.config, iteration_count_field(model))
             count = int(torch.randint(config.iterations_min, most + 1, ()))
-            logits = model.readout(model.iterate(model.start_state(batch), batch, count), batch)
-            return logits, self._sequence_loss(logits, labels), torch.full((len(labels),), count)
+            if model.progressive_iterations_key is not None:
+                outputs = {"logits": model.readout(model.iterate(model.start_state(batch), batch, count), batch)}
+            else:
+                with iteration_count(model, count):
+                    outputs = model(model.initial_carry(batch), batch)[1]
+            return outputs, self._sequence_loss(outputs["logits"], labels), torch.full((len(labels),), count)
         ignore = self.spec.ignore_label
-        all_logits = list(logits_after_each_iteration(model, batch))
+        all_outputs = list(outputs_after_each_iteration(model, batch))
+        all_logits = [outputs["logits"] for outputs in all_outputs]
         losses = [sequence_losses(self.loss_fn(logits, labels, ignore), labels, ignore) for logits in all_logits]
         losses = torch.stack(losses, dim=1)                         # (B, m)
         best = first_minimum(losses.detach())
         rows = torch.arange(len(labels), device=labels.device)
-        return torch.stack(all_logits, dim=1)[rows, best], losses[rows, best].mean(), best + 1
+        outputs = {**all_outputs[-1], "logits": torch.stack(all_logits, dim=1)[rows, best]}
+        return outputs, losses[rows, best].mean(), best + 1
 
     def _progressive_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Bansal et al.'s incremental progress training: n ~ U{0..m−1} iterations without gradient

@@ -129,6 +129,7 @@ class DEQConfig:
 @register_model("deq", config=DEQConfig,
                 description="deep equilibrium model (torchdeq): fixed point of an input-injected block stack")
 class DEQ(Transformer):
+    iteration_count_key = "max_iter"      # the training rules vary the forward solver's budget
     test_time_compute_key = "eval_max_iter"
     # FLOP matching: both solvers run their whole iteration budget
     full_budget = {"tol": 1e-30, "backward_tol": 1e-30}

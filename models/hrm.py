@@ -46,6 +46,7 @@ class HRMConfig:
 @register_model("hrm", config=HRMConfig,
                 description="Hierarchical Reasoning Model: H/L recurrent modules, one-step gradient, ACT Q head")
 class HRM(SegmentModel):
+    iteration_count_key = "high_cycles"   # the training rules vary the H-cycles of one forward
     presets = {
         "smoke": {"model.high_layers": 1, "model.low_layers": 1},
         "cpu": {"model.high_layers": 2, "model.low_layers": 2},

@@ -23,10 +23,15 @@ Everything else the trainer, the sizing step and the diagnostics need is declare
     progressive_iterations_key config field of the iteration count that progressive loss varies; such a
                                model implements start_state(batch), iterate(state, batch, count) and
                                readout(state, batch) (logits)
+    iteration_count_key        config field of an iteration count inside one forward that the training
+                               rules may vary (hrm: high_cycles, trm: cycles, deq: max_iter) in a model
+                               without the incremental interface: it is run once per count, with the
+                               field set for that forward (`iteration_count`)
 """
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from contextlib import contextmanager
+from typing import Callable, ClassVar, Iterator
 
 import torch
 from torch import nn
@@ -54,6 +59,7 @@ class SegmentModel(nn.Module):
     presets: ClassVar[dict[str, dict[str, object]]] = {}
     logged_outputs: ClassVar[tuple[str, ...]] = ()
     progressive_iterations_key: ClassVar[str | None] = None
+    iteration_count_key: ClassVar[str | None] = None
 
     def __init__(self, config, spec: TaskSpec):
         super().__init__()
@@ -107,3 +113,23 @@ class SegmentModel(nn.Module):
         groups = self.parameter_groups()
         return {"params": sum(p.numel() for p in groups["model"]),
                 "puzzle_emb_params": sum(p.numel() for p in groups["puzzle_embedding"])}
+
+
+def iteration_count_field(model: SegmentModel) -> str | None:
+    """The config field of the iteration count the training rules vary, or None if the model has none."""
+    return model.progressive_iterations_key or model.iteration_count_key
+
+
+@contextmanager
+def iteration_count(model: SegmentModel, count: int) -> Iterator[None]:
+    """Run the model's forwards with its iteration count set to `count`, then restore it: how the
+    training rules vary a count that the model reads from its config at every forward."""
+    key = iteration_count_field(model)
+    if key is None:
+        raise ValueError(f"model {model.registry_name!r} has no iteration count")
+    old = getattr(model.config, key)
+    setattr(model.config, key, count)
+    try:
+        yield
+    finally:
+        setattr(model.config, key, old)

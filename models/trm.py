@@ -46,6 +46,7 @@ class TRMConfig:
 @register_model("trm", config=TRMConfig,
                 description="Tiny Recursive Model: one 2-block net for latent z and answer y, last cycle backpropagated")
 class TRM(SegmentModel):
+    iteration_count_key = "cycles"        # the training rules vary T, the cycles of one forward
     presets = {
         # EMA: 0.999 is TRM's recipe; over a few hundred steps it would keep mostly the initial
         # weights (0.999^600 ≈ 0.55), so the short presets use faster decays.

@@ -72,6 +72,56 @@ def test_random_iterations_are_drawn_in_range_and_every_step_is_counted(model_na
     assert trainer.flops_total == sum(cost[k] for k in drawn)
 
 
+# ------------------------------------------------------------------ whole-forward models: hrm, trm, deq
+COUNT_KEYS = {"hrm": "high_cycles", "trm": "cycles", "deq": "max_iter"}
+
+
+def whole_forward_trainer(model: str, *overrides: str):
+    run = resolve(model, "prefix_sums", "smoke", ["train.batch_size=8", f"model.{COUNT_KEYS[model]}=3", *overrides])
+    task, net = build(run)
+    return Trainer(net, task.spec, run.train, "cpu", progress=False), task.build("train")
+
+
+@pytest.mark.parametrize("model_name", ["hrm", "trm"])
+def test_best_of_k_on_a_whole_forward_model_keeps_each_examples_best_count(model_name):
+    trainer, data = whole_forward_trainer(model_name, "train.iteration_rule=best_of_k")
+    model, key = trainer.model, COUNT_KEYS[model_name]
+    batch = {k: v[:8] for k, v in data.batch(torch.arange(8)).items()}
+    ignore = trainer.spec.ignore_label
+    expected = []
+    with torch.no_grad():   # each count run as its own model with that count in its config
+        for count in (1, 2, 3):
+            setattr(model.config, key, count)
+            logits = model(model.initial_carry(batch), batch)[1]["logits"]
+            expected.append(sequence_losses(trainer.loss_fn(logits, batch["labels"], ignore), batch["labels"], ignore))
+        setattr(model.config, key, 3)
+    expected = torch.stack(expected, dim=1)
+    outputs, loss, steps = trainer._iteration_rule(batch, batch["labels"])
+    assert torch.allclose(loss, expected.min(dim=1).values.mean())
+    assert torch.equal(steps, first_minimum(expected) + 1)
+    assert getattr(model.config, key) == 3   # the count is restored after the rule's forwards
+    assert outputs["logits"].shape[:2] == batch["labels"].shape
+
+
+@pytest.mark.parametrize("model_name", ["hrm", "trm", "deq"])
+def test_random_counts_on_a_whole_forward_model_are_drawn_and_counted(model_name):
+    trainer, data = whole_forward_trainer(model_name, "train.iteration_rule=random", "train.steps=10",
+                                          "train.log_every=1")
+    trainer.fit(data, seed=0)
+    drawn = [int(point["iterations_trained"]) for point in trainer.curve]
+    assert set(drawn) <= {1, 2, 3} and len(set(drawn)) > 1
+    assert getattr(trainer.model.config, COUNT_KEYS[model_name]) == 3
+    if model_name == "deq":   # the solver statistics still reach the curve under a rule
+        assert all("solver_steps" in point for point in trainer.curve)
+    else:                     # every step is counted: a 1-count step costs less than a 3-count one
+        costs = {}
+        for count in set(drawn):
+            fixed, _ = whole_forward_trainer(model_name, f"model.{COUNT_KEYS[model_name]}={count}", "train.steps=1")
+            fixed.fit(data, seed=0)
+            costs[count] = fixed.flops_total
+        assert trainer.flops_total == sum(costs[k] for k in drawn)
+
+
 def test_a_run_with_a_rule_completes_and_records_it(tmp_path, monkeypatch):
     monkeypatch.setenv("RECURRENT_BENCH_CACHE", str(tmp_path / "cache"))
     run = prepare("looped", "prefix_sums", "smoke", ["train.iteration_rule=best_of_k", "train.log_every=1"])
@@ -168,3 +218,48 @@ def test_a_selector_run_freezes_the_network_and_reports_three_stops(tmp_path, mo
         assert scores["all_iterations_exact_accuracy"] == pytest.approx(summary["metrics"][split]["exact_accuracy"])
     with pytest.raises(ConfigError, match="no iteration count"):
         execute(prepare("transformer", "prefix_sums", "smoke", ["train.stop_selector_steps=3"]), tmp_path / "t")
+
+
+def test_the_reinforce_loss_is_an_unbiased_estimate_of_the_expected_reward_gradient():
+    """The policy-gradient loss, averaged over many sampled stops, has the gradient of minus the
+    exact expected reward Σ_s P(stop at s)·(right[s] − cost·s/m)."""
+    from bench.stop_selector import reinforce_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, requires_grad=True)
+    right = torch.tensor([[0, 1, 1, 1], [0, 0, 0, 1], [1, 0, 1, 0]]).bool()
+    cost, steps = 0.3, 4
+    stop_prob, alive, expected = torch.sigmoid(logits), torch.ones(3), 0.0
+    for s in range(steps):
+        stops_here = stop_prob[:, s] if s < steps - 1 else torch.ones(3)
+        expected = expected + alive * stops_here * (right[:, s].float() - cost * (s + 1) / steps)
+        alive = alive * (1 - stop_prob[:, s])
+    exact, = torch.autograd.grad(expected.mean(), logits)
+    draws = 100_000
+    rows = torch.arange(3).repeat(draws)
+    generator = torch.Generator().manual_seed(0)
+    # the baseline is the batch mean over all rows; per-row mean rewards differ, so compare row by row
+    estimates = []
+    for row in range(3):
+        loss = reinforce_loss(logits[rows[rows == row]], right[rows[rows == row]], cost, generator)
+        estimates.append(-torch.autograd.grad(loss, logits)[0][row])
+    assert torch.allclose(torch.stack(estimates) / 3, exact, atol=3e-3)
+    assert exact.abs().max() > 0.02   # the check has something to compare
+
+
+def test_the_reinforce_objective_is_a_recorded_choice_with_a_bounded_cost():
+    base = prepare("dtnet", "prefix_sums", "smoke", ["train.stop_selector_steps=3"]).config_hash()
+    policy = prepare("dtnet", "prefix_sums", "smoke", ["train.stop_selector_steps=3",
+                                                       "train.stop_selector_objective=reinforce"])
+    assert policy.train.stop_selector_objective == "reinforce" and policy.config_hash() != base
+    with pytest.raises(ConfigError, match="stop_selector_cost must be in"):
+        resolve_rule("dtnet", "train.stop_selector_cost=2")
+    from bench import stop_selector
+
+    trainer, data = make_trainer("dtnet", "train.steps=2", "train.stop_selector_objective=reinforce")
+    trainer.fit(data, seed=0)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    selector = stop_selector.train_selector(trainer, data, steps=3, seed=0)
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    scores = stop_selector.evaluate_stops(trainer, selector, data, batch_size=16)
+    assert 1 <= scores["mean_selected_iterations"] <= 4
