@@ -25,6 +25,14 @@ After training, `run_diagnostics` evaluates the first evaluation split's first
         M segments vs oracle halting (each example stopped at the first segment whose answer is
         right: the upper bound of any stopping policy).
 
+    equilibrium = {"tol", "backward_tol", "init": {...}, "trained": {...}}
+        for models that report `converged_fraction` (the DEQ): per evaluation segment, the fraction of
+        examples whose relative residual ‖f(z)−z‖/‖f(z)‖ *at the returned state* is under the model's
+        tolerance, the mean and largest residual and the solver's mean steps; with implicit
+        differentiation, one backward pass (cotangent: a fixed random direction on the logits) and its
+        solver's final residual. "init" is the same model rebuilt from the run's seed before any
+        training (bench.runner.build seeds the same way), "trained" the evaluation copy.
+
 The diagnostic passes run the subset as one batch (so a trace is one sequence of iterations over the
 whole subset) and use the evaluation copy of the model (EMA when on).
 """
@@ -252,6 +260,56 @@ def act_behaviour(trainer: Trainer, task, data: TaskData) -> dict[str, Any] | No
     }
 
 
+EQUILIBRIUM_KEYS = {"converged_fraction": "converged_fraction", "solver_residual": "residual_mean",
+                    "solver_residual_max": "residual_max", "solver_steps": "steps"}
+
+
+def equilibrium_check(model: SegmentModel, data: TaskData, segments: int, device: torch.device) -> dict[str, Any] | None:
+    """Forward (and, with IFT, backward) convergence of a fixed-point model on `data` as one batch; None
+    for models that do not report `converged_fraction`. Runs on a copy, so `model` is left untouched
+    (a training-mode forward would advance a spectral norm's power iteration)."""
+    batch = {k: v.to(device) for k, v in data.batch(torch.arange(len(data))).items()}
+    copy_ = with_config(model)
+    copy_.eval()
+    out: dict[str, Any] = {"segments": []}
+    with torch.no_grad():
+        carry = copy_.initial_carry(batch)
+        for _ in range(max(segments, 1)):
+            carry, outputs = copy_(carry, batch)
+            if "converged_fraction" not in outputs:
+                return None
+            out["segments"].append({name: float(outputs[key]) for key, name in EQUILIBRIUM_KEYS.items() if key in outputs})
+    if getattr(copy_.config, "gradient", None) == "ift":
+        copy_.train()
+        _, outputs = copy_(copy_.initial_carry(batch), batch)
+        generator = torch.Generator().manual_seed(0)
+        direction = torch.randn(outputs["logits"].shape, generator=generator).to(outputs["logits"])
+        (outputs["logits"] * direction).sum().backward()
+        record = getattr(copy_, "last_backward", None)
+        if record is not None:
+            tol = copy_.config.backward_tol
+            out["backward"] = {"converged_fraction": float((record["rel"] < tol).float().mean()),
+                               "residual_mean": float(record["rel"].mean()), "residual_max": float(record["rel"].max()),
+                               "steps": float(record["nstep"].mean())}
+    return out
+
+
+def equilibrium(trainer: Trainer, data: TaskData) -> dict[str, Any] | None:
+    """`equilibrium_check` of the untrained model (rebuilt from the run's seed) and of the trained one."""
+    model = trainer.eval_model()
+    if "converged_fraction" not in getattr(model, "logged_outputs", ()):
+        return None
+    segments = trainer.config.eval_segments or trainer.config.segments
+    trained = equilibrium_check(model, data, segments, trainer.device)
+    if trained is None:
+        return None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(trainer.config.seed)
+        initial = type(model)(model.config, model.spec).to(trainer.device)
+    return {"tol": model.config.tol, "backward_tol": getattr(model.config, "backward_tol", None),
+            "init": equilibrium_check(initial, data, segments, trainer.device), "trained": trained}
+
+
 def run_diagnostics(trainer: Trainer, task, data: TaskData,
                     splits: dict[str, TaskData] | None = None) -> dict[str, Any] | None:
     """Everything above for one run; None when train.diagnostics_examples = 0.
@@ -292,6 +350,9 @@ def run_diagnostics(trainer: Trainer, task, data: TaskData,
         act = act_behaviour(trainer, task, data)
         if act is not None:
             out["act"] = act
+        convergence = equilibrium(trainer, data)
+        if convergence is not None:
+            out["equilibrium"] = convergence
     except Exception as error:  # noqa: BLE001 — see docstring
         message = f"{type(error).__name__}: {error}"
         print(f"warning: diagnostics failed ({message}); the run's main metrics are kept", file=sys.stderr)

@@ -350,8 +350,10 @@ class Trainer:
 
     @property
     def step_cost_varies(self) -> bool:
-        """Whether steps differ in work (iterations drawn per step), so each is counted, not the first."""
-        return self.config.progressive_alpha > 0 or self.config.iteration_rule == "random"
+        """Whether steps differ in work (iterations drawn per step; a solver that stops at a tolerance,
+        i.e. a model with a `full_budget`), so each is counted, not the first."""
+        return (self.config.progressive_alpha > 0 or self.config.iteration_rule == "random"
+                or bool(self.model.full_budget))
 
     # ---------------------------------------------------------------- training loop
     def fit(self, data: TaskData, seed: int, on_step: Callable[["Trainer", dict[str, float]], None] | None = None) -> None:

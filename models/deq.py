@@ -5,17 +5,34 @@
     z* = solver(f, z0)  with z* ≈ f(z*)   # anderson | broyden | fixed_point_iter (torchdeq)
     logits = head(z*)
 
-Gradients: `gradient="ift"` — true implicit differentiation (torchdeq `ift=True`: the backward
-solves the linear fixed point of the adjoint with `backward_solver`); `gradient="phantom"` —
-torchdeq's phantom gradient, `phantom_steps` damped steps z ← (1−τ)z + τ f(z) from z*, τ =
-`phantom_damping`. Optional `norm` (weight_norm | spectral_norm via torchdeq's apply_norm /
-reset_norm) and Jacobian regularisation (`jacobian_weight` · torchdeq's Hutchinson jac_reg, as
-`aux_loss`). The test-time iteration budget is `eval_max_iter` (`test_time_compute_key`).
+A fixed point has to exist and be found: every Linear of f is spectrally normalised by default
+(torchdeq `apply_norm(norm_type="spectral_norm")`, W/σ(W), σ recomputed by `reset_norm` at every
+forward), which makes the post-norm stack a contraction at init (spectral radius of ∂f/∂z ≈ 0.8);
+torchdeq's learned per-row scale (`norm_learn_scale=True`) is off by default (training grows it and f
+stops contracting). Training keeps f contracting with Jacobian regularisation (Bai et al. 2021):
+`jacobian_weight` · torchdeq's Hutchinson estimate of ‖∂f/∂z‖²_F/numel at z*, added as `aux_loss`
+on a random `jacobian_freq` share of training forwards (their DEQ-Transformer setting, 2.0 at 0.4).
+Both solvers are Broyden and stop when every example's relative residual is under its tolerance
+(forward `tol` and backward `backward_tol` both 1e-5): tolerances that tight make the implicit gradient
+match finite differences through the fixed point to 1e-4, and the regularised f reaches them in a
+few iterations. docs/models/deq.md has the measurements behind each default.
 
-Per batch the model outputs `solver_steps` (mean iterations) and `solver_residual` (mean relative
-residual ‖f(z)−z‖/‖f(z)‖ at the returned z); with tracing on, the solver's per-iteration relative
-residual trace goes into `residual_trace["z"]`. The fixed point is carried (detached) to the next
-trainer segment as the solver's warm start.
+Gradients: `gradient="ift"` — true implicit differentiation (torchdeq `ift=True`: the backward
+solves the linear fixed point of the adjoint with `backward_solver`; Anderson's absolute regulariser
+λ swamps small residuals and gradients, Broyden is scale-invariant); `gradient="phantom"` —
+torchdeq's phantom gradient, `phantom_steps` damped steps z ← (1−τ)z + τ f(z) from z*, τ =
+`phantom_damping`. The test-time iteration budget is `eval_max_iter` (`test_time_compute_key`).
+
+Per batch the model outputs (all named in `logged_outputs`): `solver_steps` (mean iterations),
+`solver_residual` / `solver_residual_max` (mean / largest relative residual ‖f(z)−z‖/‖f(z)‖ at the
+z the model returns — one extra f evaluation; torchdeq's own `rel_lowest` is measured one f
+earlier), `converged_fraction` (examples with that residual under `tol`); in training also
+the *previous* step's backward solver: `backward_steps`, `backward_residual` (mean final relative
+residual, torchdeq's `rel_lowest` of the adjoint solve) and `backward_converged_fraction` (under
+`backward_tol`), NaN when no IFT backward preceded (first step, phantom gradient; the
+trainer's curve drops non-finite values); the latest backward's per-example numbers stay in
+`last_backward`. With tracing on, the solver's per-iteration relative residual trace goes into `residual_trace["z"]`. The fixed point
+is carried (detached) to the next trainer segment as the solver's warm start.
 
 torchdeq reads its settings from **kwargs and silently ignores names it does not know, so every
 key we pass comes from this validated config (see `DEQConfig.__post_init__`).
@@ -23,6 +40,8 @@ key we pass comes from this validated config (see `DEQConfig.__post_init__`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import torch
 
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torchdeq import get_deq
@@ -52,18 +71,24 @@ class DEQConfig:
     pos_encoding: str = "rope"
     puzzle_emb_len: int = 1
     attention_backend: str = "sdpa"
-    solver: str = "anderson"            # anderson | broyden | fixed_point_iter
-    max_iter: int = 12                  # forward solver iterations in training
+    solver: str = "broyden"             # anderson | broyden | fixed_point_iter (Anderson stalls near 1e-5)
+    max_iter: int = 30                  # forward solver iterations (f evaluations) in training
     eval_max_iter: int = 0              # test-time budget; 0 = max_iter
-    tol: float = 1e-3                   # stop when the relative residual falls below this
+    tol: float = 1e-5                   # stop when every example's relative residual is below this
     gradient: str = "ift"               # ift (implicit differentiation) | phantom
-    backward_solver: str = "fixed_point_iter"
-    backward_max_iter: int = 12
-    backward_tol: float = 1e-6
+    backward_solver: str = "broyden"     # scale-invariant; Anderson's absolute λ swamps small loss gradients
+    backward_max_iter: int = 30
+    backward_tol: float = 1e-5          # relative residual of the adjoint fixed point
     phantom_steps: int = 1              # k damped steps for the phantom gradient
     phantom_damping: float = 0.5        # τ of the phantom gradient
-    norm: str = "none"                  # none | weight_norm | spectral_norm
-    jacobian_weight: float = 0.0        # > 0: add weight · jac_reg(f(z*), z*) to the loss in training
+    norm: str = "spectral_norm"         # none | weight_norm | spectral_norm (torchdeq apply_norm)
+    norm_learn_scale: bool = False      # torchdeq learn_scale; False: every σ(W) stays 1, training cannot grow it
+    norm_clip: bool = False             # torchdeq clip: cap the normalising factor at norm_clip_value
+    norm_clip_value: float = 1.0
+    norm_target: float = 1.0            # torchdeq target_norm: σ(W) of every Linear when norm_learn_scale is off
+    norm_warmup_iterations: int = 15    # spectral_norm: power iterations at construction
+    jacobian_weight: float = 2.0        # > 0: add weight · jac_reg(f(z*), z*) to the loss in training
+    jacobian_freq: float = 0.4          # probability a training forward adds it (Bai et al.'s jac_loss_freq)
 
     def __post_init__(self):
         for key, allowed in (("solver", SOLVERS), ("backward_solver", SOLVERS), ("gradient", GRADIENTS),
@@ -77,6 +102,17 @@ class DEQConfig:
             raise ValueError("model.eval_max_iter and model.jacobian_weight must be >= 0, the tolerances > 0")
         if not 0.0 < self.phantom_damping <= 1.0:
             raise ValueError(f"model.phantom_damping must be in (0, 1], got {self.phantom_damping}")
+        if self.norm_clip_value <= 0 or self.norm_target <= 0 or self.norm_warmup_iterations < 0:
+            raise ValueError("model.norm_clip_value and model.norm_target must be > 0, "
+                             "model.norm_warmup_iterations >= 0")
+        if not 0.0 < self.jacobian_freq <= 1.0:
+            raise ValueError(f"model.jacobian_freq must be in (0, 1], got {self.jacobian_freq}")
+
+    def norm_kwargs(self) -> dict:
+        """The keyword arguments for torchdeq.norm.apply_norm besides norm_type (names as torchdeq 0.1.0's
+        WeightNorm.apply / SpectralNorm.apply read them)."""
+        return dict(learn_scale=self.norm_learn_scale, target_norm=self.norm_target, clip=self.norm_clip,
+                    clip_value=self.norm_clip_value)
 
     def torchdeq_kwargs(self) -> dict:
         """The keyword arguments for torchdeq.get_deq (names as torchdeq 0.1.0 reads them)."""
@@ -95,25 +131,42 @@ class DEQConfig:
 class DEQ(Transformer):
     iteration_count_key = "max_iter"      # the training rules vary the forward solver's budget
     test_time_compute_key = "eval_max_iter"
-    logged_outputs = ("solver_steps", "solver_residual")
-    full_budget = {"tol": 1e-30}   # FLOP matching: the solver runs its whole iteration budget
+    # FLOP matching: both solvers run their whole iteration budget
+    full_budget = {"tol": 1e-30, "backward_tol": 1e-30}
     reference_defaults = {"num_layers": lambda hrm: hrm.low_layers}
-    presets = {
-        # CPU study: torchdeq's own default gradient (1-step phantom, docs/reference.md (baselines)) and 6 solver
-        # iterations. With implicit differentiation and 12 + 12 iterations one step cost 11× the
-        # transformer's (measured on the addition cpu preset), which would set every model's budget.
-        "cpu": {"model.gradient": "phantom", "model.max_iter": 6},
-    }
+    presets = {}
+    # the per-batch scalars of `forward` the trainer logs into the training curve
+    logged_outputs = ("solver_steps", "solver_residual", "solver_residual_max", "converged_fraction",
+                      "backward_steps", "backward_residual", "backward_converged_fraction")
 
     def __init__(self, config: DEQConfig, spec):
         super().__init__(config, spec)   # the transformer's embedding, block stack (f) and head; zero carry
         self.deq = get_deq(**config.torchdeq_kwargs())
-        apply_norm(self.blocks, norm_type=config.norm)
+        apply_norm(self.blocks, norm_type=config.norm, **config.norm_kwargs())
+        if config.norm == "spectral_norm":
+            self._warm_up_spectral_norm(config.norm_warmup_iterations)
+        self.last_backward: dict[str, torch.Tensor] | None = None   # the latest IFT backward's solver stats
+
+    def _warm_up_spectral_norm(self, iterations: int) -> None:
+        """Power iterations on the random (u, v) that torchdeq's SpectralNorm starts from (as
+        torch.nn.utils.parametrizations.spectral_norm does at registration): with one iteration per
+        training forward, the first forwards would otherwise divide by an underestimated σ."""
+        training = self.blocks.training
+        self.blocks.train()
+        with torch.no_grad():
+            for _ in range(iterations):
+                reset_norm(self.blocks)
+        self.blocks.train(training)
+
+    def _record_backward(self, info) -> None:
+        self.last_backward = {"nstep": info["nstep"].detach().float(), "rel": info["rel_lowest"].detach().float()}
 
     def forward(self, carry, batch):
         config = self.config
-        if self.training and config.norm != "none":
-            reset_norm(self.blocks)       # torchdeq: recompute the normalised weights each training forward
+        if config.norm != "none":
+            # torchdeq: recompute the normalised weights once per forward (training also advances the
+            # spectral norm's power iteration); in eval it is what makes loaded or just-updated weights count
+            reset_norm(self.blocks)
         x, rotary = self.embedding(batch)
 
         def f(z):
@@ -123,13 +176,30 @@ class DEQ(Transformer):
         solver_kwargs = {"f_max_iter": budget}
         if x.device.type == "meta":   # shape-only runs (FLOP counting) cannot stop early: the whole budget
             solver_kwargs["return_final"] = True
-        trajectory, info = self.deq(f, carry["z"].to(x.dtype), solver_kwargs=solver_kwargs)
+        writer = self._record_backward if self.training and config.gradient == "ift" else None
+        previous_backward, self.last_backward = self.last_backward, None
+        trajectory, info = self.deq(f, carry["z"].to(x.dtype), solver_kwargs=solver_kwargs,
+                                    backward_writer=writer)
         z = trajectory[-1]
+        with torch.no_grad():   # the residual at the state returned (torchdeq's is one f earlier)
+            z_out = z.detach()
+            f_out = f(z_out)
+            residual = (f_out - z_out).flatten(1).norm(dim=1) / (f_out.flatten(1).norm(dim=1) + 1e-9)
         if self.residual_trace is not None:
             self.residual_trace.setdefault("z", []).extend(info["rel_trace"].float().mean(0).tolist())
         outputs = {"logits": self.head(z), "solver_steps": info["nstep"].float().mean(),
-                   "solver_residual": info["rel_lowest"].float().mean()}
-        if self.training and config.jacobian_weight > 0:
+                   "solver_residual": residual.float().mean(), "solver_residual_max": residual.float().max(),
+                   "converged_fraction": (residual < config.tol).float().mean()}
+        if self.training:   # every declared output is present in training; NaN = no IFT backward measured
+            if previous_backward is None:
+                nan = torch.tensor(float("nan"), device=z.device)
+                outputs.update(backward_steps=nan, backward_residual=nan, backward_converged_fraction=nan)
+            else:
+                outputs.update(backward_steps=previous_backward["nstep"].mean(),
+                               backward_residual=previous_backward["rel"].mean(),
+                               backward_converged_fraction=(previous_backward["rel"] < config.backward_tol).float().mean())
+        if (self.training and config.jacobian_weight > 0 and torch.is_grad_enabled()
+                and (config.jacobian_freq >= 1 or torch.rand(()).item() < config.jacobian_freq)):
             z_star = z.detach().requires_grad_()
             with sdpa_kernel(SDPBackend.MATH):   # jac_reg needs double backward; fused CPU attention has none
                 f_star = f(z_star)

@@ -270,3 +270,45 @@ def test_variants_that_differ_in_many_keys_never_share_a_label():
         labels = [v.label for v in variants if v.task == task]
         assert len(set(labels)) == len(labels), labels
     assert "grid" not in variants[0].label   # a maze key says nothing about a prefix-sums run
+
+
+def _equilibrium_record(forward: tuple[float, float], backward: float) -> dict:
+    segment = lambda fraction: {"converged_fraction": fraction, "residual_mean": 1e-4,  # noqa: E731
+                                "residual_max": 2e-3, "steps": 5.0}
+    return {"segments": [segment(f) for f in forward],
+            "backward": {"converged_fraction": backward, "residual_mean": 3e-5, "residual_max": 9e-5, "steps": 8.0}}
+
+
+def test_question_five_states_the_deq_converged_fractions_of_the_worst_run_and_segment(tmp_path):
+    """diagnostics.equilibrium → one sentence on the DEQ: the smallest forward fraction over segments
+    and seeds, the smallest backward fraction, before and after training; a malformed record is dropped."""
+    import numpy as np
+    from report_fixture import _summary
+
+    from bench.report.findings import equilibrium_findings
+    from bench.report.load import load_runs
+
+    rng = np.random.default_rng(0)
+    for seed, (trained, backward) in enumerate((((0.86, 1.0), 0.03), ((0.97, 0.99), 0.5))):
+        run = _summary("deq", seed, 0.2, 200_000, 2e8, rng=rng)
+        run["diagnostics"]["equilibrium"] = {"tol": 1e-3, "backward_tol": 1e-4,
+                                             "init": _equilibrium_record((1.0, 1.0), 1.0),
+                                             "trained": _equilibrium_record(trained, backward)}
+        path = tmp_path / "results" / run["run_id"] / "summary.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(run))
+    broken = _summary("deq", 5, 0.2, 200_000, 2e8, rng=rng)
+    broken["run_id"] += "-other"
+    broken["config"]["model"]["hidden"] = 64
+    broken["diagnostics"]["equilibrium"] = {"tol": 1e-3, "init": {"segments": []}, "trained": 3}
+    path = tmp_path / "results" / broken["run_id"] / "summary.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(broken))
+    variants, warnings = load_runs(tmp_path / "results")
+    assert any("diagnostics.equilibrium" in w for w in warnings)
+    lines = equilibrium_findings(variants)
+    assert len(lines) == 1
+    assert "forward tolerance 0.001 (backward 0.0001)" in lines[0] and "worst of 2 run(s)" in lines[0]
+    assert "init 100% forward, 100% backward; trained 86% forward, 3% backward" in lines[0]
+    index, _ = write_report(tmp_path / "results", tmp_path / "out")
+    assert "trained 86% forward, 3% backward" in index.read_text().split("## Answers")[1].split("## ")[0]

@@ -125,6 +125,28 @@ def fixed_point_finals(variants: list[Variant]) -> list[tuple[Variant, str, floa
     return out
 
 
+def equilibrium_findings(variants: list[Variant]) -> list[str]:
+    """One sentence per variant with diagnostics.equilibrium (the DEQ): the worst run's (and worst
+    segment's) share of examples whose residual at the returned state is under the forward tolerance,
+    and under the backward tolerance, before and after training."""
+    out = []
+    for variant in variants:
+        records = [run.equilibrium for run in variant.complete if run.equilibrium is not None]
+        if not records:
+            continue
+        parts = []
+        for stage in ("init", "trained"):
+            forward = [r.forward[stage] for r in records if r.forward[stage] is not None]
+            backward = [r.backward[stage] for r in records if r.backward[stage] is not None]
+            text = f"{stage} {100 * min(forward):.0f}% forward" if forward else f"{stage} forward not measured"
+            parts.append(text + (f", {100 * min(backward):.0f}% backward" if backward else ""))
+        backward_tol = records[0].backward_tol
+        out.append(f"{variant.label} on {variant.task}: examples under the forward tolerance {records[0].tol:g}"
+                   + (f" (backward {backward_tol:g})" if backward_tol is not None else "")
+                   + f" at the returned state, worst of {len(records)} run(s) — " + "; ".join(parts))
+    return out
+
+
 # ------------------------------------------------------------------------------------ headlines
 QUESTIONS = (
     "At matched parameters, how do the models rank on each task?",
@@ -194,6 +216,9 @@ def headlines(variants: list[Variant], pairs: list[Pair]) -> list[tuple[str, str
                                                                        for m, v in sorted(per_model.items())) + ".")
     else:
         answers.append("No fixed-point traces were recorded.")
+    equilibria = equilibrium_findings(variants)
+    if equilibria:
+        answers[-1] += " Equilibrium solves: " + "; ".join(equilibria) + "."
     return list(zip(QUESTIONS, answers))
 
 

@@ -52,6 +52,17 @@ class FixedPoint:
 
 
 @dataclass(frozen=True)
+class Equilibrium:
+    """diagnostics.equilibrium (bench/analysis.py): per stage ("init", "trained"), the smallest fraction
+    of examples under the forward tolerance over the evaluation segments, and the fraction under the
+    backward tolerance (None without an implicit backward)."""
+    tol: float | None
+    backward_tol: float | None
+    forward: dict[str, float | None]
+    backward: dict[str, float | None]
+
+
+@dataclass(frozen=True)
 class Act:
     segments: int
     accuracy: dict[str, float | None]   # policy (learned, fixed, oracle) → exact accuracy
@@ -99,6 +110,7 @@ class Run:
     test_time_by_split: dict[str, dict[str, TestTimeCurve]] = field(default_factory=dict)
     fixed_point: dict[str, FixedPoint] = field(default_factory=dict)
     act: Act | None = None
+    equilibrium: Equilibrium | None = None
     diagnostics_examples: int | None = None   # the subset the diagnostics ran on
     dropped: list[str] = field(default_factory=list)
 
@@ -148,6 +160,26 @@ def _fixed_point(value: Any, dropped: list[str]) -> dict[str, FixedPoint]:
                                                          for state, trace in residuals.items()
                                                          if isinstance(trace, list)})
     return out
+
+
+def _equilibrium(value: Any, dropped: list[str]) -> Equilibrium | None:
+    if value is None:
+        return None
+    stages = ("init", "trained")
+    if not (isinstance(value, dict) and all(isinstance(value.get(s), dict) for s in stages)
+            and all(isinstance(value[s].get("segments"), list) and value[s]["segments"] for s in stages)):
+        dropped.append("diagnostics.equilibrium")
+        return None
+
+    def fraction(entry: Any) -> float | None:
+        return number(entry.get("converged_fraction")) if isinstance(entry, dict) else None
+
+    forward = {}
+    for stage in stages:
+        fractions = [fraction(segment) for segment in value[stage]["segments"]]
+        forward[stage] = None if None in fractions else min(fractions)
+    return Equilibrium(number(value.get("tol")), number(value.get("backward_tol")), forward,
+                       {stage: fraction(value[stage].get("backward")) for stage in stages})
 
 
 def _act(value: Any, dropped: list[str]) -> Act | None:
@@ -233,5 +265,5 @@ def parse_run(payload: dict[str, Any], path: Path) -> Run:
         diverged_step=number(payload.get("diverged_step")),
         test_time=_test_time(diagnostics.get("test_time_compute"), "diagnostics.test_time_compute", dropped),
         test_time_by_split=by_split, fixed_point=_fixed_point(diagnostics.get("fixed_point"), dropped),
-        act=_act(diagnostics.get("act"), dropped),
+        act=_act(diagnostics.get("act"), dropped), equilibrium=_equilibrium(diagnostics.get("equilibrium"), dropped),
         diagnostics_examples=int(number(diagnostics.get("examples")) or 0) or None, dropped=dropped)
