@@ -74,8 +74,9 @@ def outputs_after_each_iteration(model: SegmentModel, batch: dict[str, torch.Ten
         return
     carry = model.initial_carry(batch)
     for count in range(1, getattr(model.config, model.iteration_count_key) + 1):
-        with iteration_count(model, count):
-            yield model(carry, batch)[1]
+        with iteration_count(model, count):   # restored before the caller runs: it may stop early
+            outputs = model(carry, batch)[1]
+        yield outputs
 
 
 def first_minimum(values: torch.Tensor) -> torch.Tensor:

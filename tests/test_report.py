@@ -312,3 +312,19 @@ def test_question_five_states_the_deq_converged_fractions_of_the_worst_run_and_s
     assert "init 100% forward, 100% backward; trained 86% forward, 3% backward" in lines[0]
     index, _ = write_report(tmp_path / "results", tmp_path / "out")
     assert "trained 86% forward, 3% backward" in index.read_text().split("## Answers")[1].split("## ")[0]
+
+
+def test_the_cost_tables_finished_column_counts_seeds_whose_loss_is_flat():
+    from pathlib import Path
+
+    from bench.report.load import Variant
+    from bench.report.schema import Run, TrainPoint
+    from bench.report.tables import finished_cell
+
+    def run(seed, slope):
+        curve = tuple(TrainPoint(step, 1.0 - slope * step, None, 1.0 - slope * step) for step in range(10, 1010, 10))
+        return Run(Path("."), f"r{seed}", "complete", "maze", "hrm", "cpu", seed, "h", {}, "t", train_curve=curve)
+
+    variant = Variant("maze", "hrm", "cpu", "{}", runs=[run(0, 0.0), run(1, 5e-4)])
+    cell = finished_cell(variant)
+    assert cell.startswith("1 of 2 (loss ") and "over the last 20%" in cell
