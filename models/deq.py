@@ -143,7 +143,8 @@ class DEQ(Transformer):
         super().__init__(config, spec)   # the transformer's embedding, block stack (f) and head; zero carry
         self.deq = get_deq(**config.torchdeq_kwargs())
         apply_norm(self.blocks, norm_type=config.norm, **config.norm_kwargs())
-        if config.norm == "spectral_norm":
+        if config.norm == "spectral_norm" and next(self.parameters()).device.type != "meta":
+            # (on the meta device — sizing, FLOP counts — there are no values to iterate on)
             self._warm_up_spectral_norm(config.norm_warmup_iterations)
         self.last_backward: dict[str, torch.Tensor] | None = None   # the latest IFT backward's solver stats
 

@@ -26,7 +26,7 @@ def matched_models(reference):
     return [name for name in BASELINES if name in model_names() and name != reference]
 
 
-# sizing every model at cpu and paper takes 15–20 s a task since the DEQ's solver budget grew: slow lane
+# sizing every model at cpu and paper takes 3–4 s a task (14 cases): slow lane
 @pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow) if p != "smoke" else p
                                     for p in SIZED_PRESETS])
 @pytest.mark.parametrize("task", task_names())
