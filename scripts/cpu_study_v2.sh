@@ -53,4 +53,8 @@ if [[ $PART == all || $PART == ablations ]]; then
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 --set train.progressive_alpha=0.5
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 \
         --set train.iteration_rule=best_of_k --set train.stop_selector_steps=200
+  # question 5 — the DEQ's Jacobian term against its default weight (docs/models/deq.md): off, and
+  # Bai et al.'s DEQ-Transformer weight
+  sweep --models deq --tasks addition --seeds 1 --set model.jacobian_weight=0
+  sweep --models deq --tasks addition --seeds 1 --set model.jacobian_weight=2.0
 fi
