@@ -11,12 +11,14 @@ forward), which makes the post-norm stack a contraction at init (spectral radius
 torchdeq's learned per-row scale (`norm_learn_scale=True`) is off by default (training grows it and f
 stops contracting). Training keeps f contracting with Jacobian regularisation (Bai et al. 2021):
 `jacobian_weight` · torchdeq's Hutchinson estimate of ‖∂f/∂z‖²_F/numel at z*, added as `aux_loss`
-on a random `jacobian_freq` share of training forwards (0.2 at 0.4: their DEQ-Transformer weight, 2.0,
-stops learning at our tasks' losses of 0.01–0.4 nats). Both solvers are Broyden and stop when every
-example's relative residual is under its tolerance (forward `tol` and backward `backward_tol` both
-1e-5): tolerances that tight make the implicit gradient match finite differences through the fixed
-point to 1e-4. At init f reaches them in under 20 iterations; late in a cpu-preset run at weight 0.2
-it often does not within `max_iter`, and every run records how often (`converged_fraction`).
+on a random `jacobian_freq` share of training forwards (0.5 at 0.4: their DEQ-Transformer weight, 2.0,
+stops learning at our tasks' losses of 0.01–0.4 nats; 0.2 and less learn faster but leave the trained
+f too slow to solve). Both solvers are Broyden with 50 iterations and stop when every example's
+relative residual is under its tolerance (forward `tol` and backward `backward_tol` both 1e-5):
+tolerances that tight make the implicit gradient match finite differences through the fixed point to
+1e-4. At init f reaches them in under 20 iterations; after the 600-step cpu-preset run on addition
+30 iterations leave 12% of the test problems short of the forward tolerance at weight 0.5 (61% at
+0.2), and 50 leave none. Every run records how often each solver got there (`converged_fraction`).
 docs/models/deq.md has the measurements behind each default.
 
 Gradients: `gradient="ift"` — true implicit differentiation (torchdeq `ift=True`: the backward
@@ -33,8 +35,9 @@ the *previous* step's backward solver: `backward_steps`, `backward_residual` (me
 residual, torchdeq's `rel_lowest` of the adjoint solve) and `backward_converged_fraction` (under
 `backward_tol`), NaN when no IFT backward preceded (first step, phantom gradient; the
 trainer's curve drops non-finite values); the latest backward's per-example numbers stay in
-`last_backward`. With tracing on, the solver's per-iteration relative residual trace goes into `residual_trace["z"]`. The fixed point
-is carried (detached) to the next trainer segment as the solver's warm start.
+`last_backward`. With tracing on, the solver's per-iteration relative residual trace goes into
+`residual_trace["z"]`. The fixed point is carried (detached) to the next trainer segment as the
+solver's warm start.
 
 torchdeq reads its settings from **kwargs and silently ignores names it does not know, so every
 key we pass comes from this validated config (see `DEQConfig.__post_init__`).
@@ -74,12 +77,12 @@ class DEQConfig:
     puzzle_emb_len: int = 1
     attention_backend: str = "sdpa"
     solver: str = "broyden"             # anderson | broyden | fixed_point_iter (Anderson stalls near 1e-5)
-    max_iter: int = 30                  # forward solver iterations (f evaluations) in training
+    max_iter: int = 50                  # forward solver iterations (f evaluations) in training
     eval_max_iter: int = 0              # test-time budget; 0 = max_iter
     tol: float = 1e-5                   # stop when every example's relative residual is below this
     gradient: str = "ift"               # ift (implicit differentiation) | phantom
     backward_solver: str = "broyden"     # scale-invariant; Anderson's absolute λ swamps small loss gradients
-    backward_max_iter: int = 30
+    backward_max_iter: int = 50
     backward_tol: float = 1e-5          # relative residual of the adjoint fixed point
     phantom_steps: int = 1              # k damped steps for the phantom gradient
     phantom_damping: float = 0.5        # τ of the phantom gradient
@@ -89,7 +92,7 @@ class DEQConfig:
     norm_clip_value: float = 1.0
     norm_target: float = 1.0            # torchdeq target_norm: σ(W) of every Linear when norm_learn_scale is off
     norm_warmup_iterations: int = 15    # spectral_norm: power iterations at construction
-    jacobian_weight: float = 0.2        # > 0: add weight · jac_reg(f(z*), z*) to the loss in training
+    jacobian_weight: float = 0.5        # > 0: add weight · jac_reg(f(z*), z*) to the loss in training
     jacobian_freq: float = 0.4          # probability a training forward adds it (Bai et al.'s jac_loss_freq)
 
     def __post_init__(self):
