@@ -44,11 +44,13 @@ key we pass comes from this validated config (see `DEQConfig.__post_init__`).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
 from torchdeq import get_deq
 from torchdeq.loss import jac_reg
 from torchdeq.norm import apply_norm, register_norm_module, reset_norm
@@ -64,6 +66,19 @@ NORMS = ("none", "weight_norm", "spectral_norm")
 # torchdeq's apply_norm matches modules by exact type; our Linear subclasses nn.Linear
 for _norm in NORMS[1:]:
     register_norm_module(Linear, _norm, names="weight", dims=0)
+
+
+class _KeepIteratingOnMeta(TorchDispatchMode):
+    """Shape-only solves (the meta device: FLOP counts, sizing) run the whole iteration budget, but
+    torchdeq's Broyden asks after 30 iterations whether its residuals stopped improving — a bool of
+    values a meta tensor does not have. Answer it "no", i.e. keep iterating, as a real solve at
+    `full_budget` does."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if (func is torch.ops.aten._local_scalar_dense.default and args[0].device.type == "meta"
+                and args[0].dtype == torch.bool):
+            return False
+        return func(*args, **(kwargs or {}))
 
 
 @dataclass
@@ -180,12 +195,14 @@ class DEQ(Transformer):
 
         budget = config.max_iter if self.training else (config.eval_max_iter or config.max_iter)
         solver_kwargs = {"f_max_iter": budget}
-        if x.device.type == "meta":   # shape-only runs (FLOP counting) cannot stop early: the whole budget
+        shape_only = x.device.type == "meta"
+        if shape_only:   # shape-only runs (FLOP counting) cannot stop early: the whole budget
             solver_kwargs["return_final"] = True
         writer = self._record_backward if self.training and config.gradient == "ift" else None
         previous_backward, self.last_backward = self.last_backward, None
-        trajectory, info = self.deq(f, carry["z"].to(x.dtype), solver_kwargs=solver_kwargs,
-                                    backward_writer=writer)
+        with _KeepIteratingOnMeta() if shape_only else contextlib.nullcontext():
+            trajectory, info = self.deq(f, carry["z"].to(x.dtype), solver_kwargs=solver_kwargs,
+                                        backward_writer=writer)
         z = trajectory[-1]
         with torch.no_grad():   # the residual at the state returned (torchdeq's is one f earlier)
             z_out = z.detach()
