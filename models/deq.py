@@ -16,9 +16,10 @@ stops learning at our tasks' losses of 0.01–0.4 nats; 0.2 and less learn faste
 f too slow to solve). Both solvers are Broyden with 50 iterations and stop when every example's
 relative residual is under its tolerance (forward `tol` and backward `backward_tol` both 1e-5):
 tolerances that tight make the implicit gradient match finite differences through the fixed point to
-1e-4. At init f reaches them in under 20 iterations; after the 600-step cpu-preset run on addition
-30 iterations leave 12% of the test problems short of the forward tolerance at weight 0.5 (61% at
-0.2), and 50 leave none. Every run records how often each solver got there (`converged_fraction`).
+1e-4. At init f reaches them in under 20 iterations. After 600 cpu-preset steps on addition, a run
+with 30-iteration solvers leaves 12% of the test problems short of the forward tolerance at weight
+0.5 (61% at 0.2); with 50 iterations, none. Every run records how often each solver got there
+(`converged_fraction`).
 docs/models/deq.md has the measurements behind each default.
 
 Gradients: `gradient="ift"` — true implicit differentiation (torchdeq `ift=True`: the backward

@@ -9,6 +9,7 @@ import torch
 pytest.importorskip("bench.matching", reason="--match lands with the baseline zoo")
 
 from bench.matching import prepare  # noqa: E402
+from flops_matching_cases import SMOKE_FLOPS_OVERRIDES  # noqa: E402
 from bench.runner import build  # noqa: E402
 from bench.trainer import Trainer  # noqa: E402
 from models.registry import get_model_entry, model_names  # noqa: E402
@@ -22,12 +23,6 @@ def recorded_inference_flops(config) -> int:
     return trainer.inference_flops_per_example(task.build(task.eval_splits()[0]))
 
 
-# At the smoke preset's widths the narrowest DEQ with the default 50-iteration solvers costs more than
-# HRM (15.6M against 14.0M FLOPs per example: the matcher stops with an error); the cpu presets match
-# (maze: hidden 24). The matcher's accuracy is checked at 30 iterations.
-SMOKE_OVERRIDES = {"deq": ("model.max_iter=30", "model.backward_max_iter=30")}
-
-
 # the DEQ is sized at its whole solver budget and counted on real examples at two budgets: ~30 s, slow lane
 @pytest.mark.parametrize("model_name", ["transformer", "looped", "unrolled",
                                         pytest.param("deq", marks=pytest.mark.slow), "mamba"])
@@ -36,7 +31,7 @@ def test_matched_flops_within_five_percent_of_hrm(model_name):
         pytest.skip(f"needs hrm and {model_name} registered")
     torch.set_num_threads(1)
     target = recorded_inference_flops(prepare("hrm", "maze", "smoke"))
-    matched = prepare(model_name, "maze", "smoke", SMOKE_OVERRIDES.get(model_name, ()), match_mode="flops")
+    matched = prepare(model_name, "maze", "smoke", SMOKE_FLOPS_OVERRIDES.get(model_name, ()), match_mode="flops")
     full_budget = get_model_entry(model_name).cls.full_budget
     if full_budget:   # a solver that stops at a tolerance is matched at its whole budget, its upper bound
         early = recorded_inference_flops(matched)
