@@ -44,7 +44,7 @@ def state_tensors(trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors["sampler.order"] = trainer.sampler.order
     meta = {"step": trainer.step, "examples": trainer.examples, "train_seconds": trainer.train_seconds,
             "flops_per_step": trainer.flops_per_step, "flops_total": trainer.flops_total, "param_groups": groups, "curve": trainer.curve,
-            "evals": trainer.evals, "sampler_position": trainer.sampler.position}
+            "loss_window": trainer.loss_window, "evals": trainer.evals, "sampler_position": trainer.sampler.position}
     return {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, meta
 
 def save_checkpoint(trainer, path: Path) -> None:
@@ -92,3 +92,4 @@ def load_checkpoint(trainer, path: Path, data, seed: int) -> None:
     # checkpoints from before the running total: every step then cost the first step's count
     trainer.flops_total = meta.get("flops_total", (trainer.flops_per_step or 0) * meta.get("step", 0))
     trainer.curve, trainer.evals = meta["curve"], meta["evals"]
+    trainer.loss_window = meta.get("loss_window", {})   # checkpoints from before window means: none

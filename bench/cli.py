@@ -187,7 +187,9 @@ def _print_summary(summary: dict, out: Path) -> None:
     if plateau is not None:
         verdict = {"flat": "finished learning", "falling": "still learning",
                    "rising": "the loss rose at the end (unstable)"}[plateau["trend"]]
-        click.echo(f"learning   training loss fell {plateau['relative_drop']:.1%} ({plateau['absolute_drop']:.4f} nats) "
+        error = plateau.get("drop_standard_error")
+        error = f" ± {error:.4f}" if error is not None else ""
+        click.echo(f"learning   training loss fell {plateau['relative_drop']:.1%} ({plateau['absolute_drop']:.4f}{error} nats) "
                    f"over the last {PLATEAU_FRACTION:.0%} of steps: {verdict} (tolerance {PLATEAU_TOLERANCE:.0%} "
                    f"or {PLATEAU_ABSOLUTE_TOLERANCE} nats)")
     click.echo(f"inference  {inference['flops_per_example']:.3e} FLOPs/example, "

@@ -253,16 +253,27 @@ PLATEAU_TOLERANCE = 0.05
 PLATEAU_ABSOLUTE_TOLERANCE = 0.005
 
 
+def _tail_loss(point: dict) -> float | None:
+    """The loss a curve point contributes: the mean over its logging window where the trainer logged
+    one (`lm_loss_window_mean`), else that step's batch; the language-model loss before the total."""
+    for key in ("lm_loss_window_mean", "loss_window_mean", "lm_loss", "loss"):
+        if point.get(key) is not None:
+            return point[key]
+    return None
+
+
 def learning_plateau(curve: Sequence[dict], fraction: float = PLATEAU_FRACTION) -> dict | None:
     """How much the training loss still fell across the last `fraction` of the logged steps.
 
-    A least-squares line through the logged language-model loss (`lm_loss`, else `loss`) of the
-    points in the tail — a line, not first-vs-last point, because logged losses are noisy batch
-    means. `absolute_drop`: the line's fall across the tail (nats per token, positive: still
+    A least-squares line through the logged language-model loss of the points in the tail (each
+    point's window mean where logged, else its batch's loss: `_tail_loss`) — a line, not
+    first-vs-last point, because logged losses are noisy. `absolute_drop`: the line's fall across the tail (nats per token, positive: still
     falling); `relative_drop`: that over the tail's mean loss; `trend`: "flat" when either is within
     its tolerance either way, else "falling" (still learning) or "rising" (unstable at the end);
-    `finished`: the trend is flat. None when the tail has fewer than 3 points or a non-finite loss."""
-    points = [(p["step"], p.get("lm_loss", p.get("loss"))) for p in curve]
+    `finished`: the trend is flat; `drop_standard_error`: the standard error of `absolute_drop` from
+    the line's residuals — single-batch losses scatter, so a fall smaller than about twice it is not
+    resolved either way. None when the tail has fewer than 3 points or a non-finite loss."""
+    points = [(p["step"], _tail_loss(p)) for p in curve]
     points = [(s, y) for s, y in points if y is not None]
     if not points:
         return None
@@ -271,10 +282,15 @@ def learning_plateau(curve: Sequence[dict], fraction: float = PLATEAU_FRACTION) 
     if len(tail) < 3 or not all(math.isfinite(y) for _, y in tail):
         return None
     steps, losses = np.array(tail, dtype=float).T
-    absolute = float(-np.polyfit(steps, losses, 1)[0] * (steps[-1] - steps[0]))
+    slope, intercept = np.polyfit(steps, losses, 1)
+    span = steps[-1] - steps[0]
+    absolute = float(-slope * span)
+    residuals = losses - (slope * steps + intercept)
+    spread = float(((steps - steps.mean()) ** 2).sum())
+    standard_error = float(np.sqrt((residuals ** 2).sum() / (len(steps) - 2) / spread) * span) if spread > 0 else 0.0
     mean = float(losses.mean())
     relative = absolute / mean if mean > 0 else 0.0
     flat = abs(relative) <= PLATEAU_TOLERANCE or abs(absolute) <= PLATEAU_ABSOLUTE_TOLERANCE
     trend = "flat" if flat else "falling" if absolute > 0 else "rising"
-    return {"relative_drop": relative, "absolute_drop": absolute, "from_step": int(steps[0]),
-            "trend": trend, "finished": flat}
+    return {"relative_drop": relative, "absolute_drop": absolute, "drop_standard_error": standard_error,
+            "from_step": int(steps[0]), "trend": trend, "finished": flat}

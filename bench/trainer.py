@@ -127,6 +127,8 @@ class Trainer:
         self.flops_per_step: int | None = None   # the mean over the steps run (counted each step if they vary)
         self.flops_total = 0
         self.curve: list[dict[str, float]] = []
+        # sums of the losses since the last curve point: each point also logs their window mean
+        self.loss_window: dict[str, float] = {}
         self.evals: list[dict[str, Any]] = []
         self.sampler: Sampler | None = None
         self.carry: dict[str, torch.Tensor] | None = None
@@ -382,14 +384,32 @@ class Trainer:
                 if self.step == 1:
                     bar.total = self.planned_steps()   # a FLOP budget is known in steps from here
                 last = self.budget_spent()
+                self._add_to_loss_window(metrics)
                 if self.step % self.config.log_every == 0 or last:
-                    self.curve.append({"step": self.step, **{k: v for k, v in metrics.items() if math.isfinite(v)}})
+                    self.curve.append({"step": self.step, **{k: v for k, v in metrics.items() if math.isfinite(v)},
+                                       **self._loss_window_means()})
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['exact_accuracy']:.2f}")
                 if on_step is not None:
                     on_step(self, metrics)
         finally:
             bar.close()
+
+    WINDOWED = ("loss", "lm_loss")
+
+    def _add_to_loss_window(self, metrics: dict[str, float]) -> None:
+        window = self.loss_window
+        window["steps"] = window.get("steps", 0) + 1
+        for key in self.WINDOWED:
+            window[key] = window.get(key, 0.0) + metrics[key]
+
+    def _loss_window_means(self) -> dict[str, float]:
+        """`<key>_window_mean`: the mean of every step's loss since the previous curve point. The
+        point's own `loss` is one batch's; the plateau check reads the window means, which scatter
+        about √log_every times less."""
+        window, self.loss_window = self.loss_window, {}
+        means = {f"{key}_window_mean": window[key] / window["steps"] for key in self.WINDOWED}
+        return {k: v for k, v in means.items() if math.isfinite(v)}
 
     # ---------------------------------------------------------------- evaluation
     def eval_model(self) -> SegmentModel:

@@ -46,13 +46,16 @@ key we pass comes from this validated config (see `DEQConfig.__post_init__`).
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 
 import torch
+import torchdeq.solver.utils
 
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torchdeq import get_deq
+from torchdeq.solver import get_solver, register_solver
 from torchdeq.loss import jac_reg
 from torchdeq.norm import apply_norm, register_norm_module, reset_norm
 
@@ -67,6 +70,36 @@ NORMS = ("none", "weight_norm", "spectral_norm")
 # torchdeq's apply_norm matches modules by exact type; our Linear subclasses nn.Linear
 for _norm in NORMS[1:]:
     register_norm_module(Linear, _norm, names="weight", dims=0)
+
+
+def _select(mask, mask_var, orig_var):
+    """torchdeq's `batch_masked_mixing` (per example: mask_var where mask, else orig_var), as a
+    selection: no product, so a non-finite value that is not selected cannot leak into the result."""
+    like = mask_var if torch.is_tensor(mask_var) else orig_var
+    aligned = mask.view(mask.shape[0], *[1] * (like.dim() - 1))
+    return torch.where(aligned, mask_var, orig_var)
+
+
+def _finite_safe(solver):
+    """torchdeq 0.1.0's solvers keep each example's lowest-residual state as `mask · new + ~mask ·
+    kept`. Once an example's new state is non-finite (Broyden's update divides by an inner product
+    that can vanish, and only NaN quotients are zeroed, not infinite ones), 0 · inf = NaN replaces
+    the kept state although it was never selected, and the solve returns NaN for that example. This
+    runs `solver` with that mixing done by selection; for finite states the values are the same."""
+    @functools.wraps(solver)
+    def solve(*args, **kwargs):
+        mixing = torchdeq.solver.utils.batch_masked_mixing
+        torchdeq.solver.utils.batch_masked_mixing = _select   # what update_state calls
+        try:
+            return solver(*args, **kwargs)
+        finally:
+            torchdeq.solver.utils.batch_masked_mixing = mixing
+    return solve
+
+
+FINITE_SAFE = "_finite_safe"   # the suffix of the registered torchdeq names of the wrapped solvers
+for _solver in SOLVERS:
+    register_solver(_solver + FINITE_SAFE, _finite_safe(get_solver(_solver)))
 
 
 class _KeepIteratingOnMeta(TorchDispatchMode):
@@ -137,10 +170,10 @@ class DEQConfig:
 
     def torchdeq_kwargs(self) -> dict:
         """The keyword arguments for torchdeq.get_deq (names as torchdeq 0.1.0 reads them)."""
-        kwargs = dict(core="sliced", f_solver=self.solver, f_max_iter=self.max_iter, f_tol=self.tol,
+        kwargs = dict(core="sliced", f_solver=self.solver + FINITE_SAFE, f_max_iter=self.max_iter, f_tol=self.tol,
                       f_stop_mode="rel", eval_f_max_iter=self.eval_max_iter or self.max_iter)
         if self.gradient == "ift":
-            kwargs.update(ift=True, b_solver=self.backward_solver, b_max_iter=self.backward_max_iter,
+            kwargs.update(ift=True, b_solver=self.backward_solver + FINITE_SAFE, b_max_iter=self.backward_max_iter,
                           b_tol=self.backward_tol, b_stop_mode="rel")
         else:
             kwargs.update(ift=False, grad=self.phantom_steps, tau=self.phantom_damping)

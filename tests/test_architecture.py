@@ -150,6 +150,22 @@ def test_the_trainer_follows_declared_groups_and_logged_outputs_not_names():
     assert trainer.curve[-1]["probe"] == 7.0 and "undeclared" not in trainer.curve[-1]
 
 
+def test_each_curve_point_logs_its_batch_and_the_mean_of_its_window():
+    spec = TaskSpec(vocab_size=3, seq_len=2, num_puzzle_ids=4)
+    model = Declared(spec)
+    train = resolve("transformer", "maze", "smoke", ["train.batch_size=4", "train.steps=5", "train.log_every=2",
+                                                      "train.lr=0.5"]).train
+    trainer = Trainer(model, spec, train, "cpu", progress=False)
+    data = TaskData(torch.zeros(8, 2, dtype=torch.long), torch.ones(8, 2, dtype=torch.long), torch.arange(8) % 4)
+    losses = []
+    trainer.fit(data, seed=0, on_step=lambda _, metrics: losses.append(metrics["lm_loss"]))
+    assert [p["step"] for p in trainer.curve] == [2, 4, 5]
+    assert len(set(losses)) == 5   # the loss moves every step, so a window mean differs from its batch
+    for point, window in zip(trainer.curve, (losses[0:2], losses[2:4], losses[4:5])):
+        assert point["lm_loss"] == losses[point["step"] - 1]
+        assert point["lm_loss_window_mean"] == pytest.approx(sum(window) / len(window), rel=1e-12)
+
+
 # ------------------------------------------------------------------ the data cache follows the code
 def test_cache_key_changes_when_the_generator_or_a_helper_it_uses_changes(tmp_path, monkeypatch):
     package = tmp_path / "fingerprinted"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchdeq.solver
 
 from models.blocks import rms_norm
+from models.deq import FINITE_SAFE
 from models.registry import create_model
 from tasks.protocol import TaskSpec
 
@@ -99,6 +101,39 @@ def test_every_scalar_output_is_declared_in_logged_outputs():
             measured = step == 1 and gradient == "ift"
             assert torch.isfinite(outputs["backward_residual"]).item() == measured
             outputs["logits"].sum().backward()
+
+
+@pytest.mark.parametrize("solver", ["broyden", "anderson", "fixed_point_iter"])
+def test_one_example_going_non_finite_leaves_the_others_and_its_own_best_state_finite(solver):
+    """torchdeq keeps each example's best state as mask · new + ~mask · kept: one non-finite new
+    state made the kept one NaN (0 · inf) — the prefix-sums DEQ's divergence. The wrapped solvers
+    select instead (models/deq.py `_finite_safe`)."""
+    target = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0))
+    calls = {"n": 0}
+
+    def f(z):   # a contraction towards `target`; example 1's evaluations blow up from the 4th on
+        calls["n"] += 1
+        out = 0.5 * z + target
+        if calls["n"] >= 4:
+            out = out.clone()
+            out[1] = float("inf")
+        return out
+
+    kwargs = dict(max_iter=12, tol=1e-30, stop_mode="rel")
+    calls["n"] = 0
+    library_state, _, _ = torchdeq.solver.get_solver(solver)(f, torch.zeros_like(target), **kwargs)
+    calls["n"] = 0
+    state, _, info = torchdeq.solver.get_solver(solver + FINITE_SAFE)(f, torch.zeros_like(target), **kwargs)
+    assert not torch.isfinite(library_state[1]).all()          # the library's behaviour this works around
+    assert torch.isfinite(state).all()
+    assert torch.equal(state[[0, 2]], library_state[[0, 2]])   # examples that stay finite: unchanged
+    assert torch.isfinite(info["rel_lowest"][1])               # example 1 keeps its best finite state
+
+
+def test_the_model_solves_with_the_finite_safe_solvers():
+    model = small_deq()
+    assert model.deq.f_solver is torchdeq.solver.get_solver(model.config.solver + FINITE_SAFE)
+    assert model.deq.b_solver is torchdeq.solver.get_solver(model.config.backward_solver + FINITE_SAFE)
 
 
 # ----------------------------------------------------------------------------------- backward

@@ -155,8 +155,14 @@ def test_learning_plateau_reads_the_tail_of_the_training_curve():
     plateau = learning_plateau(falling)
     assert plateau["from_step"] == 810 and not plateau["finished"] and plateau["trend"] == "falling"
     assert plateau["absolute_drop"] == pytest.approx(0.001 * 190, rel=1e-6)   # the line across 810..1000
+    assert plateau["drop_standard_error"] == pytest.approx(0.0, abs=1e-9)      # an exact line: no scatter
     flat = [{"step": int(s), "lm_loss": 0.5 + 0.02 * rng.standard_normal()} for s in steps]
     assert learning_plateau(flat)["finished"]
+    # the standard error is that of a fitted line's fall: over many noisy tails, the falls scatter by it
+    tails = [learning_plateau([{"step": int(s), "lm_loss": 0.5 + 0.02 * rng.standard_normal()} for s in steps])
+             for _ in range(400)]
+    scatter = float(np.std([t["absolute_drop"] for t in tails]))
+    assert np.mean([t["drop_standard_error"] for t in tails]) == pytest.approx(scatter, rel=0.15)
     # near zero: a large relative fall of a loss that has nothing left to lose
     tiny = [{"step": int(s), "lm_loss": 1e-3 * math.exp(-s / 300)} for s in steps]
     result = learning_plateau(tiny)

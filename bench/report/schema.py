@@ -76,6 +76,7 @@ class TrainPoint:
     loss: float | None
     exact_accuracy: float | None   # of a training batch
     lm_loss: float | None = None   # the loss without Q-head or aux terms (what the plateau check reads)
+    lm_loss_window_mean: float | None = None   # its mean over the logging window (newer summaries)
 
 
 @dataclass
@@ -236,7 +237,7 @@ def parse_run(payload: dict[str, Any], path: Path) -> Run:
     if "curve" in train and not isinstance(train["curve"], list):
         dropped.append("train.curve")
     train_curve = tuple(TrainPoint(number(p["step"]), number(p.get("loss")), number(p.get("exact_accuracy")),
-                                   number(p.get("lm_loss")))
+                                   number(p.get("lm_loss")), number(p.get("lm_loss_window_mean")))
                         for p in (train.get("curve") if isinstance(train.get("curve"), list) else [])
                         if isinstance(p, dict) and number(p.get("step")) is not None)
     diagnostics = payload.get("diagnostics")

@@ -65,8 +65,8 @@ def cost_table(variants: list[Variant]) -> pd.DataFrame:
 
 def run_plateau(run) -> dict | None:
     """bench.stats.learning_plateau of a run's training curve (computed here, so older summaries count too)."""
-    return learning_plateau([{"step": p.step, "lm_loss": p.lm_loss if p.lm_loss is not None else p.loss}
-                             for p in run.train_curve])
+    return learning_plateau([{"step": p.step, "lm_loss_window_mean": p.lm_loss_window_mean,
+                              "lm_loss": p.lm_loss if p.lm_loss is not None else p.loss} for p in run.train_curve])
 
 
 def finished_cell(variant: Variant) -> str:
