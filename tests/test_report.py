@@ -328,3 +328,35 @@ def test_the_cost_tables_finished_column_counts_seeds_whose_loss_is_flat():
     variant = Variant("maze", "hrm", "cpu", "{}", runs=[run(0, 0.0), run(1, 5e-4)])
     cell = finished_cell(variant)
     assert cell.startswith("1 of 2 (loss ") and "over the last 20%" in cell
+
+
+def test_the_extrapolation_answer_names_the_longest_split_solved_at_any_setting(tmp_path):
+    """A DT-net-shaped run: grid 12 is 5% at the trained 4 iterations and 90% at 8 (not at the largest,
+    16), so 'largest vs trained' misses it and 'best setting' (an upper bound) finds it."""
+    import numpy as np
+    from report_fixture import _summary
+
+    rng = np.random.default_rng(2)
+    runs = [_summary("hrm", seed, 0.70, 201_000, 4e8, rng=rng) for seed in range(2)]
+    for seed in range(2):
+        run = _summary("dtnet", seed, 0.95, 200_000, 4e8, knob="model.eval_iterations", rng=rng)
+        run["metrics"]["test_grid12"]["exact_accuracy"] = 0.05
+        run["curves"]["grid"][1]["exact_accuracy"] = 0.05
+        curve = lambda accuracies: {"trained": 4, "points": [  # noqa: E731
+            {"x": x, "exact_accuracy": a, "token_accuracy": 0.9} for x, a in zip((2, 4, 8, 16), accuracies)]}
+        run["diagnostics"]["test_time_compute_by_split"] = {
+            "test": {"model.eval_iterations": curve((0.3, 0.95, 0.95, 0.6))},
+            "test_grid12": {"model.eval_iterations": curve((0.0, 0.05, 0.90, 0.04))}}
+        runs.append(run)
+    for run in runs:
+        run["run_id"] += f"-{run['model']}"
+        path = tmp_path / "results" / run["run_id"] / "summary.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(run))
+    path, _ = write_report(tmp_path / "results", tmp_path / "reports")
+    four = path.read_text().split("## Answers")[1].split("## ")[0].strip().splitlines()[3]
+    assert "on 0 of 2 variant × knob × split curves" in four                 # 16 vs 4 gains nothing
+    assert "best setting (chosen on the examples it is scored on: an upper bound) raises it on 1" in four
+    assert "dtnet on test_grid12 (model.eval_iterations 8 vs 4: +85.0 [" in four
+    assert ("maze: dtnet to grid 8 (95.0%) at the trained setting, dtnet to grid 12 (90.0%) at its best "
+            "test-time setting") in four
