@@ -27,25 +27,28 @@ if [[ $PART == all || $PART == seeds ]]; then
 fi
 
 if [[ $PART == all || $PART == ablations ]]; then
-  # question 2 — the outer loop at matched examples: 1 vs 2 segments, each drawing 25,600 fresh
-  # examples (what maze's cpu preset draws: 800 steps of 64 rows, each row 2 segments)
+  # question 2 — the outer loop at matched examples: 1 vs 2 segments, each drawing the same number of
+  # fresh examples: on maze 38,400 (what its cpu preset draws: 1200 steps of 64 rows, each example
+  # two segments), on addition 25,600
   for segments in 1 2; do
-    sweep --models hrm,transformer --tasks maze,addition --seeds 3 --set train.budget=examples \
+    sweep --models hrm,transformer --tasks maze --seeds 3 --set train.budget=examples \
+          --set train.max_examples=38400 --set train.segments=$segments
+    sweep --models hrm,transformer --tasks addition --seeds 3 --set train.budget=examples \
           --set train.max_examples=25600 --set train.segments=$segments
   done
   # ... and at matched training FLOPs on maze: one segment given the FLOPs of the main part's
   # 2-segment run (its summary's train.flops_total), so it sees twice the examples
-  sweep --models hrm --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=4.433969152e12
-  sweep --models transformer --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=2.6764115968e12
+  sweep --models hrm --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=6.650953728e12
+  sweep --models transformer --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=4.0146173952e12
   # ACT on (off in the cpu presets) for the models with a Q head
   sweep --models hrm,trm --tasks maze --seeds 3 --set train.act=true
   # tied vs untied unrolled (untied is the default)
   sweep --models unrolled --tasks maze,addition --seeds 3 --set model.tied=true
   # question 3 — HRM's one-step gradient vs TRM's last-cycle rule on HRM's own network, at matched
-  # training FLOPs: the one-step run of the main part spends 800 × 5,542,461,440 FLOPs on maze
+  # training FLOPs: the one-step run of the main part spends 1200 × 5,542,461,440 FLOPs on maze
   # (its summary's train.flops_total)
   sweep --models hrm --tasks maze --seeds 3 --set model.gradient=last_cycle --set train.budget=flops \
-        --set train.max_flops=4.433969152e12
+        --set train.max_flops=6.650953728e12
   # question 4 — how the looped model's loop count is trained: fixed, random, progressive loss,
   # best of k with a stop selector (each with one segment: the rules vary the model's own loops)
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1

@@ -117,7 +117,7 @@ def test_maze_hard_data_and_run_identities_are_unchanged():
             sha.update(arrays[key].tobytes())
         assert sha.hexdigest()[:16] == digest
     # the v1 cpu preset's values (the cpu preset is v2's since the recipe issue) keep their hash
-    v1 = ["train.steps=400", "task.test_size=256", "train.act=true", "train.lr_schedule=constant",
+    v1 = ["train.steps=400", "task.test_size=256", "task.train_size=2000", "train.act=true", "train.lr_schedule=constant",
           "train.lr_min_ratio=1.0"]
     assert resolve("transformer", "maze", "cpu", v1).config_hash() == "145bdd58bfa3"
     assert resolve("dtnet", "maze", "smoke").config_hash() == "241fa82ece45"
