@@ -6,7 +6,8 @@ reference step measured right beside it: forward + backward of torch's own two-l
 divisor before; it tracks peak arithmetic but not the dispatcher and memory costs that dominate these
 small steps: on a 2-core Intel Xeon machine, against a baseline made on AMD EPYC, every model ran
 ≈ 1.7× slower relative to the matmul and looked like it had regressed. That *normalised* time is compared with `speed_baseline.json` (committed)
-within `TOLERANCE`. The matmul stays as the peak for MFU. Refresh the baseline after an intended change:
+within `TOLERANCE`. The matmul stays as the peak for MFU. Every benchmark runs at one thread (`THREADS`),
+the study's and `bench run`'s default. Refresh the baseline after an intended change:
 
     python -m pytest tests/benchmarks --update-speed-baseline
 """
@@ -22,9 +23,12 @@ import torch
 BASELINE_PATH = Path(__file__).with_name("speed_baseline.json")
 TOLERANCE = 1.0        # fail when normalised time exceeds baseline × (1 + TOLERANCE): 2× slower
 RETRIES = 3            # remeasurements before a slow step counts as a regression (see assert_speed)
-# Mamba once had 3×: its kernels split each batch over helper threads, which waited behind torch's
-# spinning OpenMP workers (a clean-clone CI run measured 3.12× on addition). They now run in the
-# calling thread by default (models/mamba_ops.py `kernel_threads`), steady within the common tolerance.
+# One thread for every timed step. At torch's default (2 here) a timing depended on the other core's
+# load and on the test order: collecting `bench.cli` sets OMP_WAIT_POLICY=PASSIVE after torch has
+# loaded, so Mamba's kernels split over 2 helper threads (models/mamba_ops.py `kernel_threads`) while
+# torch's OpenMP workers spin, and a clean-clone CI run measured Mamba's maze forward at 2.02× its
+# baseline (3.12× on addition once, before the kernels ran in the calling thread by default).
+THREADS = 1
 REFERENCE_SIZE = 1024  # the reference matmul is REFERENCE_SIZE² × REFERENCE_SIZE², fp32
 
 
@@ -36,6 +40,15 @@ def _median_seconds(fn, repeats: int = 15) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Every benchmark in this folder, its reference step included, runs at `THREADS` threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
