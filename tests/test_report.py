@@ -360,3 +360,20 @@ def test_the_extrapolation_answer_names_the_longest_split_solved_at_any_setting(
     assert "dtnet on test_grid12 (model.eval_iterations 8 vs 4: +85.0 [" in four
     assert ("maze: dtnet to grid 8 (95.0%) at the trained setting, dtnet to grid 12 (90.0%) at its best "
             "test-time setting") in four
+
+
+def test_study_notes_keep_their_headings_tables_and_lists_apart():
+    """The notes' markdown: a title, a section heading, a pipe table and a list each become their own
+    block (a table flattened into a paragraph, or a title read as the study's first paragraph, was
+    what the v2 notes got before)."""
+    from bench.report.render import note_blocks, render_markdown
+
+    notes = ("# Study notes\n\nHow the runs were made.\n\n## Where it stands\n"
+             "| model | test |\n|---|---|\n| looped | 44.0 |\n| transformer | 40.7 |\n\n- first\n- second")
+    blocks = note_blocks(notes)
+    assert [kind for kind, *_ in blocks] == ["h3", "p", "h3", "table", "list"]
+    assert blocks[1] == ("p", "How the runs were made.")
+    table = blocks[3][1]
+    assert list(table.columns) == ["model", "test"] and table.values.tolist() == [["looped", "44.0"], ["transformer", "40.7"]]
+    assert blocks[4] == ("list", ["first", "second"])
+    assert "| looped      | 44.0   |" in render_markdown(blocks)

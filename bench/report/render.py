@@ -66,16 +66,30 @@ def render_html(blocks: list[tuple], title: str = "recurrent-bench report") -> s
             f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
+def _markdown_table(lines: list[str]):
+    """A pipe table (header, separator, rows) → DataFrame of its cells as written."""
+    import pandas as pd
+
+    cells = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines]
+    header, rows = cells[0], [row for row in cells[2:] if len(row) == len(cells[0])]
+    return pd.DataFrame(rows, columns=header)
+
+
 def note_blocks(text: str) -> list[tuple]:
-    """Study notes (markdown): blank-line separated paragraphs, '### ' headings and '- ' lists."""
+    """Study notes (markdown): blank-line separated paragraphs, headings of any level (shown as h3,
+    under the report's own appendix heading), '- ' lists and pipe tables."""
     blocks: list[tuple] = []
     for chunk in (c.strip() for c in re.split(r"\n\s*\n", text)):
         if not chunk:
             continue
-        if chunk.startswith("### "):
-            blocks.append(("h3", chunk[4:].strip()))
+        heading = re.match(r"#{1,6} (.*)", chunk.split("\n", 1)[0])
+        if heading:
+            blocks.append(("h3", heading.group(1).strip()))
+            blocks += note_blocks(chunk.split("\n", 1)[1] if "\n" in chunk else "")
         elif chunk.startswith("- "):
             blocks.append(("list", [" ".join(item.split()) for item in re.split(r"\n- |^- ", chunk) if item.strip()]))
+        elif all(line.lstrip().startswith("|") for line in chunk.splitlines()) and chunk.count("\n") >= 1:
+            blocks.append(("table", _markdown_table(chunk.splitlines())))
         else:
             blocks.append(("p", " ".join(chunk.split())))
     return blocks
