@@ -3,6 +3,7 @@ of the contrasts, extrapolation. Each returns a `Drawn` (bench/report/plotting.p
 holds what was plotted, or None when there is nothing to draw."""
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 
 from bench.report.contrasts import CONTRASTS, Pair
@@ -28,7 +29,7 @@ def accuracy_by_task(variants: list[Variant], styles: Styles) -> Drawn | None:
     if not tasks:
         return None
     tallest = max(len(rows) for rows in tasks.values())
-    figure, axes = grid(len(tasks), 3, 0.32 * tallest + 1.2)
+    figure, axes = grid(len(tasks), 3, 0.38 * tallest + 1.2)
     data = {}
     for axis, (task, rows) in zip(axes, tasks.items()):
         for y, (variant, interval) in enumerate(rows):
@@ -37,7 +38,8 @@ def accuracy_by_task(variants: list[Variant], styles: Styles) -> Drawn | None:
             axis.errorbar([100 * interval.mean], [y], xerr=[[low], [high]], capsize=3, linestyle="none",
                           color=style["color"], marker=style["marker"], markerfacecolor=style["markerfacecolor"],
                           markeredgecolor=style["color"], markersize=7)
-        axis.set_yticks(range(len(rows)), [v.label for v, _ in rows], fontsize=8)
+        # wrapped: one long label (a DEQ ablation's three keys) would otherwise squeeze every panel
+        axis.set_yticks(range(len(rows)), ["\n".join(textwrap.wrap(v.label, 30)) for v, _ in rows], fontsize=8)
         percent_axis(axis, "x")
         axis.set_title(task)
         data[task] = [(v.label, 100 * a.mean) for v, a in rows]
