@@ -77,7 +77,7 @@ def test_one_finding_per_contrast_and_holm_in_the_appendix(built):
     assert len(rows) == 3                           # leader, looped − transformer, ACT
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        p, holm = cells[7], cells[8]
+        p, holm = cells[8], cells[9]
         if p != "—" and not p.startswith("<"):
             assert holm.startswith("<") is False and float(holm) >= float(p)
 
@@ -377,3 +377,43 @@ def test_study_notes_keep_their_headings_tables_and_lists_apart():
     assert list(table.columns) == ["model", "test"] and table.values.tolist() == [["looped", "44.0"], ["transformer", "40.7"]]
     assert blocks[4] == ("list", ["first", "second"])
     assert "| looped      | 44.0   |" in render_markdown(blocks)
+
+
+def test_ablations_pair_with_the_run_that_spent_the_same_budget(tmp_path):
+    """An ablation whose budget keys differ from the main run's is compared only on what both spent
+    alike (steps, examples or FLOPs); each variant once per matched budget; a pair that spent
+    nothing alike is confounded and left out."""
+    import numpy as np
+    from report_fixture import _summary
+
+    from bench.report.contrasts import evaluate
+    from bench.report.load import load_runs
+
+    rng = np.random.default_rng(0)
+    # name: (segments, gradient, budget keys, steps, examples, FLOPs, accuracy)
+    variants = {"main": (2, "one_step", {}, 1200, 38_400, 6e12, 0.40),
+                "ex2": (2, "one_step", {"budget": "examples", "max_examples": 38_400}, 1200, 38_400, 6e12, 0.41),
+                "ex1": (1, "one_step", {"budget": "examples", "max_examples": 38_400}, 600, 38_400, 3e12, 0.30),
+                "fl1": (1, "one_step", {"budget": "flops", "max_flops": 6e12}, 1200, 76_800, 6e12, 0.35),
+                "small1": (1, "one_step", {"budget": "examples", "max_examples": 9_600}, 150, 9_600, 0.75e12, 0.1),
+                "lastcycle": (2, "last_cycle", {"budget": "flops", "max_flops": 6e12}, 1000, 32_000, 5.95e12, 0.5)}
+    for name, (segments, gradient, budget, steps, examples, flops, accuracy) in variants.items():
+        for seed in range(3):
+            run = _summary("hrm", seed, accuracy + 0.01 * seed, 200_000, 2e8, segments=segments, rng=rng)
+            run["config"]["model"]["gradient"] = gradient
+            run["config"]["train"].update(budget)
+            run["train"].update(steps=steps, examples=examples, flops_total=flops)
+            run["run_id"] = run["config_hash"] = f"{name}-{seed}"
+            path = tmp_path / run["run_id"] / "summary.json"
+            path.parent.mkdir()
+            path.write_text(json.dumps(run))
+    loaded, _ = load_runs(tmp_path)
+    name = {v.label: v.runs[0].run_id.rsplit("-", 1)[0] for v in loaded}
+    pairs = evaluate(loaded)
+    segment_pairs = sorted((name[p.treatment], name[p.control], p.matched) for p in pairs
+                           if p.contrast.key == "train.segments")
+    gradient_pairs = [(name[p.treatment], name[p.control], p.matched) for p in pairs if p.contrast.key == "model.gradient"]
+    # 2 vs 1 segment at matched examples once (the examples-budget pair, one difference), at matched
+    # steps and FLOPs once (the FLOP-budget run against the main run); the small run matches nothing
+    assert segment_pairs == [("ex2", "ex1", "examples"), ("main", "fl1", "steps, FLOPs")]
+    assert gradient_pairs == [("lastcycle", "main", "FLOPs")]

@@ -70,7 +70,7 @@ def pairs_table(pairs: list[Pair]) -> pd.DataFrame | None:
     if not pairs:
         return None
     return pd.DataFrame([{"contrast": p.contrast.name, "task": p.task, "treatment": p.treatment, "control": p.control,
-                          "difference (points) [95%]": fmt_difference(p.test), "test": p.test.method,
+                          "matched": p.matched, "difference (points) [95%]": fmt_difference(p.test), "test": p.test.method,
                           "n": f"{p.test.n_a} vs {p.test.n_b}", "p": _p(p.test.p), "Holm p": _p(p.adjusted_p),
                           "differs": "yes" if p.significant else "no"} for p in pairs])
 
@@ -200,28 +200,38 @@ def equilibrium_findings(variants: list[Variant]) -> list[str]:
 QUESTIONS = (
     "At matched parameters, how do the models rank on each task?",
     "Does outer-loop refinement (deep-supervision segments) help?",
-    "Does TRM's last-cycle full backprop beat HRM's one-step gradient at equal steps?",
+    "Does TRM's last-cycle full backprop beat HRM's one-step gradient?",
     "Who gains from more test-time iterations, and who extrapolates?",
     "Do the recurrent states approach a fixed point?",
 )
-# questions 2 and 3 are answered by a declared contrast (bench/report/contrasts.py), by position
-ANSWERED_BY = {1: CONTRASTS[1], 2: CONTRASTS[2]}
+# questions 2 and 3 are answered by declared contrasts (bench/report/contrasts.py), by name: the outer
+# loop by the segment count; TRM vs HRM by the two models and by the two gradients on HRM's network
+ANSWERED_BY = {1: ("segments S − 1 (outer loop)",),
+               2: ("TRM − HRM (full last-cycle backprop vs one-step gradient)",
+                   "last-cycle − one-step gradient (HRM's network)")}
 
 
-def _contrast_headline(pairs: list[Pair], contrast: Contrast) -> str:
-    """One sentence on a contrast: which pairs differ after Holm, and the median and range of all
-    its differences."""
-    mine = [p for p in pairs if p.contrast is contrast]
+def _contrast_headline(pairs: list[Pair], name: str) -> str:
+    """One sentence on a contrast, per budget its pairs are matched on: which pairs differ after
+    Holm, and the median and range of all its differences."""
+    mine = [p for p in pairs if p.contrast.name == name]
     if not mine:
-        return f"{contrast.name}: no pair of these runs forms this contrast."
-    winners = [p for p in mine if p.significant]
-    differences = [100 * p.test.difference for p in mine]
-    spread = (f"median {np.median(differences):+.1f} points, from {min(differences):+.1f} to "
-              f"{max(differences):+.1f}, over {len(mine)} pairs")
-    if not winners:
-        return f"{mine[0].contrast.name}: no pair differs after Holm's correction ({spread})."
-    shown = ", ".join(f"{p.treatment} vs {p.control} on {p.task} {fmt_difference(p.test)}" for p in winners[:3])
-    return f"{mine[0].contrast.name}: {len(winners)} pair(s) differ after Holm's correction ({shown}); {spread}."
+        return f"{name}: no pair of these runs forms this contrast."
+    parts = []
+    for matched in sorted({p.matched for p in mine}, key=lambda m: [p.matched for p in mine].index(m)):
+        group = [p for p in mine if p.matched == matched]
+        winners = [p for p in group if p.significant]
+        differences = [100 * p.test.difference for p in group]
+        spread = (f"median {np.median(differences):+.1f} points, from {min(differences):+.1f} to "
+                  f"{max(differences):+.1f}, over {len(group)} pair(s)")
+        if winners:
+            shown = ", ".join(f"{p.treatment} vs {p.control} on {p.task} {fmt_difference(p.test)}" for p in winners[:3])
+            verdict = f"{len(winners)} pair(s) differ after Holm's correction ({shown}); {spread}"
+        else:
+            verdict = f"no pair differs after Holm's correction ({spread})"
+        parts.append(f"at matched {matched}: {verdict}" if matched != "no budget" else
+                     f"at the same configured budget (nothing spent alike): {verdict}")
+    return f"{name} — " + "; ".join(parts) + "."
 
 
 def headlines(variants: list[Variant], pairs: list[Pair]) -> list[tuple[str, str]]:
@@ -243,7 +253,7 @@ def headlines(variants: list[Variant], pairs: list[Pair]) -> list[tuple[str, str
     if idle:
         rank += f"; {', '.join(idle)}: no model reaches {100 * NOTHING_LEARNED:.0f}% exact in the {preset} preset"
     answers = [f"Best per task — {rank}."]
-    answers += [_contrast_headline(pairs, ANSWERED_BY[index]) for index in (1, 2)]
+    answers += [" ".join(_contrast_headline(pairs, name) for name in ANSWERED_BY[index]) for index in (1, 2)]
     gains, best_gains = test_time_gains(variants), test_time_gains(variants, pick="best")
     helps = [g for g in gains if g.test.low is not None and g.test.low > 0]
     hurts = [g for g in gains if g.test.high is not None and g.test.high < 0]

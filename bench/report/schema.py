@@ -100,6 +100,8 @@ class Run:
     train_curve: tuple[TrainPoint, ...] = ()
     train_seconds: float | None = None
     flops_total: float | None = None
+    train_steps: float | None = None      # optimiser steps taken
+    train_examples: float | None = None   # fresh training examples drawn
     flops_per_step: float | None = None   # training FLOPs of one optimiser step
     inference_flops: float | None = None
     throughput: float | None = None
@@ -257,6 +259,7 @@ def parse_run(payload: dict[str, Any], path: Path) -> Run:
         first_split=first_split, examples=split_examples.get(first_split) if first_split else None,
         split_examples=split_examples, curves=curves, train_curve=train_curve,
         train_seconds=number(train.get("seconds")), flops_total=number(train.get("flops_total")),
+        train_steps=number(train.get("steps")), train_examples=number(train.get("examples")),
         flops_per_step=number(train.get("flops_per_step")) or _per_step(train),
         inference_flops=number(inference.get("flops_per_example")),
         throughput=number(inference.get("examples_per_second")),
