@@ -27,6 +27,7 @@ if [[ $PART == all || $PART == seeds ]]; then
 fi
 
 if [[ $PART == all || $PART == ablations ]]; then
+  # in the order of the report's questions (2, 3, 4), then ACT and tied weights, then the DEQ's term
   # question 2 — the outer loop at matched examples: 1 vs 2 segments, each drawing the same number of
   # fresh examples: on maze 38,400 (what its cpu preset draws: 1200 steps of 64 rows, each example
   # two segments), on addition 25,600
@@ -40,10 +41,6 @@ if [[ $PART == all || $PART == ablations ]]; then
   # 2-segment run (its summary's train.flops_total), so it sees twice the examples
   sweep --models hrm --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=6.650953728e12
   sweep --models transformer --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=4.0146173952e12
-  # ACT on (off in the cpu presets) for the models with a Q head
-  sweep --models hrm,trm --tasks maze --seeds 3 --set train.act=true
-  # tied vs untied unrolled (untied is the default)
-  sweep --models unrolled --tasks maze,addition --seeds 3 --set model.tied=true
   # question 3 — HRM's one-step gradient vs TRM's last-cycle rule on HRM's own network, at matched
   # training FLOPs: the one-step run of the main part spends 1200 × 5,542,461,440 FLOPs on maze
   # (its summary's train.flops_total)
@@ -56,6 +53,10 @@ if [[ $PART == all || $PART == ablations ]]; then
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 --set train.progressive_alpha=0.5
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 \
         --set train.iteration_rule=best_of_k --set train.stop_selector_steps=200
+  # ACT on (off in the cpu presets) for the models with a Q head
+  sweep --models hrm,trm --tasks maze --seeds 3 --set train.act=true
+  # tied vs untied unrolled (untied is the default)
+  sweep --models unrolled --tasks maze,addition --seeds 3 --set model.tied=true
   # question 5 — the DEQ's Jacobian term against its default (0.5 with 50-iteration solvers;
   # docs/models/deq.md): off, lower, the default weight and Bai et al.'s DEQ-Transformer weight, each
   # with 30-iteration solvers
