@@ -417,3 +417,33 @@ def test_ablations_pair_with_the_run_that_spent_the_same_budget(tmp_path):
     # steps and FLOPs once (the FLOP-budget run against the main run); the small run matches nothing
     assert segment_pairs == [("ex2", "ex1", "examples"), ("main", "fl1", "steps, FLOPs")]
     assert gradient_pairs == [("lastcycle", "main", "FLOPs")]
+
+
+def test_the_main_comparison_is_each_model_at_its_preset(tmp_path):
+    """Runs at the preset `bench run` resolves today are the main variants (the ranking, the bold
+    cell, the model contrasts) and are named by the model alone; an ablation at the same segment
+    count (ACT on) is not main even when it scores higher, and is named by the key it changes."""
+    import numpy as np
+    from report_fixture import _summary
+
+    from bench.config import resolve
+    from bench.report.contrasts import main_variants
+    from bench.report.load import load_runs
+    from bench.report.tables import accuracy_pivot
+
+    rng = np.random.default_rng(0)
+    for name, accuracy, act in (("preset", 0.30, False), ("act", 0.50, True)):
+        for seed in range(2):
+            run = _summary("transformer", seed, accuracy + 0.01 * seed, 200_000, 2e8, rng=rng)
+            config = resolve("transformer", "maze", "cpu", seed=seed).to_dict()
+            config["train"]["act"] = act
+            run["config"] = config
+            run["run_id"] = run["config_hash"] = f"{name}-{seed}"
+            path = tmp_path / run["run_id"] / "summary.json"
+            path.parent.mkdir()
+            path.write_text(json.dumps(run))
+    variants, _ = load_runs(tmp_path)
+    assert sorted(v.label for v in variants) == ["transformer", "transformer (act=True)"]
+    assert [v.label for v in main_variants(variants)] == ["transformer"]
+    pivot = accuracy_pivot(variants).set_index("model")["maze"]
+    assert pivot["transformer"].startswith("**30.5") and not pivot["transformer (act=True)"].startswith("**")

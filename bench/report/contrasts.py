@@ -79,12 +79,17 @@ def _segments(variant: Variant) -> float:
 
 
 def main_variants(group: list[Variant]) -> list[Variant]:
-    """A task's main comparison: each model's variants at its largest segment count (a variant of the
-    same model with fewer segments is the outer-loop ablation)."""
-    most: dict[str, float] = {}
-    for variant in group:
-        most[variant.model] = max(most.get(variant.model, 0.0), _segments(variant))
-    return [v for v in group if v.complete and _segments(v) == most[v.model]]
+    """A task's main comparison: each model's run at its preset as the suite defines it now. A model
+    with no variant there (a study made at an older preset) is represented by its variants at its
+    largest segment count (a variant of the same model with fewer segments is the outer-loop
+    ablation)."""
+    main = []
+    for model in dict.fromkeys(v.model for v in group):
+        mine = [v for v in group if v.model == model and v.complete]
+        at_preset = [v for v in mine if v.off_preset == frozenset()]
+        most = max((_segments(v) for v in mine), default=0.0)
+        main += at_preset or [v for v in mine if _segments(v) == most]
+    return main
 
 
 def _matches(value: Any, wanted: Any) -> bool:

@@ -6,6 +6,7 @@ the other named in a warning, so a variant's n is its number of distinct seeds.
 """
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ class Variant:
     key: str
     runs: list[Run] = field(default_factory=list)
     label: str = ""
+    # config keys where it differs from its preset as the suite defines it now (empty: the preset's
+    # own run); None when that cannot be told (a plugin not installed, a preset since renamed)
+    off_preset: frozenset[str] | None = None
 
     @property
     def complete(self) -> list[Run]:
@@ -136,6 +140,7 @@ def load_runs(results: Path, tasks: Iterable[str] = (), models: Iterable[str] = 
         variants.setdefault(key, Variant(*key)).runs.append(run)
     for variant in variants.values():
         variant.runs.sort(key=lambda r: (r.seed is None, r.seed or 0, r.finished_at))
+        variant.off_preset = differences_from_preset(variant)
     label_variants(list(variants.values()))
     return sorted(variants.values(), key=lambda v: (v.task, v.model, v.preset, v.label)), warnings
 
@@ -143,6 +148,29 @@ def load_runs(results: Path, tasks: Iterable[str] = (), models: Iterable[str] = 
 def resized_keys(flat: dict[str, Any]) -> set[str]:
     """Config keys that parameter matching set (extra.match.changed.*): consequences, not choices."""
     return {f"model.{k.rsplit('.', 1)[-1]}" for k in flat if k.startswith("extra.match.changed.")}
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_flat(model: str, task: str, preset: str) -> str | None:
+    """The flattened config (JSON) that `bench run --preset PRESET` resolves today, or None."""
+    from bench.config import recorded_identity, resolve
+
+    try:
+        return json.dumps(flatten(recorded_identity(resolve(model, task, preset).to_dict())), default=str)
+    except Exception:   # noqa: BLE001 — an unknown model, task or preset: "cannot tell", never an error
+        return None
+
+
+def differences_from_preset(variant: Variant) -> frozenset[str] | None:
+    """The model.*, task.* and train.* keys where the variant's config differs from its preset's
+    (seed, threads, measurement settings and the sizes parameter matching chose left aside)."""
+    preset = _preset_flat(variant.model, variant.task, variant.preset)
+    if preset is None:
+        return None
+    ours, theirs = variant.flat, json.loads(preset)
+    ignored = resized_keys(ours) | set(NOT_A_DIFFERENCE) | {"train.seed", "train.threads"}
+    keys = {k for k in set(ours) | set(theirs) if k.split(".", 1)[0] in ("model", "task", "train")} - ignored
+    return frozenset(k for k in keys if json.dumps(ours.get(k), default=str) != json.dumps(theirs.get(k), default=str))
 
 
 def label_variants(variants: list[Variant]) -> None:
@@ -171,6 +199,25 @@ def label_variants(variants: list[Variant]) -> None:
             variant.label = f"{model} ({', '.join(shown)})" if shown else model
             if len(group) > 1 and not shown:
                 variant.label = f"{model} ({variant.key[:8]})"
+        _label_by_preset(group)
+
+
+def _label_by_preset(group: list[Variant]) -> None:
+    """Where each of a task's variants of the model is known against its preset and exactly one is
+    at it, that one is named by the model alone and the others by the keys they change from it
+    (e.g. "hrm (act=True)"), as long as the names stay distinct; otherwise (a study made at an older
+    preset) the labels above stand. So the pivot's row "hrm" is HRM at its preset on every task."""
+    if sum(v.off_preset == frozenset() for v in group) != 1 \
+            or any(v.off_preset is None for v in group) or len({v.preset for v in group}) > 1:
+        return
+    labels = {}
+    for variant in group:
+        flat = variant.flat
+        shown = [f"{k.split('.', 1)[-1]}={flat.get(k)}" for k in sorted(variant.off_preset)]
+        labels[id(variant)] = f"{variant.model} ({', '.join(shown)})" if shown else variant.model
+    if len(set(labels.values())) == len(group):
+        for variant in group:
+            variant.label = labels[id(variant)]
 
 
 def _default_of(key: str, model: str) -> Any:

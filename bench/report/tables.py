@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from bench.report.contrasts import main_variants
 from bench.report.findings import fmt_accuracy
 from bench.report.load import Variant, by_task
 from bench.stats import learning_plateau, mean_interval
@@ -29,16 +30,18 @@ def stat_cell(values: list[float], fmt: Callable[[float], str] = "{:.3g}".format
 
 def accuracy_pivot(variants: list[Variant]) -> pd.DataFrame:
     """Rows: variant labels; columns: tasks; cells: exact accuracy (%) [95% interval]; the best mean
-    of each task in bold (**…**; none where every variant scores 0); '—' where a variant was not run on a task."""
+    of each task's main variants in bold, as the ranking counts (**…**; none where every variant
+    scores 0); '—' where a variant was not run on a task."""
     tasks = by_task(variants)
     labels = sorted({v.label for v in variants})
     cells: dict[str, dict[str, str]] = {label: {} for label in labels}
     for task, group in tasks.items():
         scored = [(v, v.accuracy()) for v in group if v.accuracy() is not None]
-        best = max((a.mean for _, a in scored), default=None)
+        main = {id(v) for v in main_variants(group)}
+        best = max((a.mean for v, a in scored if id(v) in main), default=None)
         for variant, interval in scored:
             text = fmt_accuracy(interval)
-            cells[variant.label][task] = f"**{text}**" if interval.mean == best and best > 0 else text
+            cells[variant.label][task] = f"**{text}**" if id(variant) in main and interval.mean == best and best > 0 else text
     frame = pd.DataFrame([{"model": label, **{t: cells[label].get(t, "—") for t in tasks}} for label in labels])
     return frame
 
