@@ -50,9 +50,9 @@ if [[ $PART == all || $PART == ablations ]]; then
   # best of k with a stop selector (each with one segment: the rules vary the model's own loops)
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 --set train.iteration_rule=random
-  sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 --set train.progressive_alpha=0.5
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 \
         --set train.iteration_rule=best_of_k --set train.stop_selector_steps=200
+  sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 --set train.progressive_alpha=0.5
   # ACT on (off in the cpu presets) for the models with a Q head
   sweep --models hrm,trm --tasks maze --seeds 3 --set train.act=true
   # tied vs untied unrolled (untied is the default)
