@@ -447,3 +447,26 @@ def test_the_main_comparison_is_each_model_at_its_preset(tmp_path):
     assert [v.label for v in main_variants(variants)] == ["transformer"]
     pivot = accuracy_pivot(variants).set_index("model")["maze"]
     assert pivot["transformer"].startswith("**30.5") and not pivot["transformer (act=True)"].startswith("**")
+
+
+def test_an_ablation_back_at_a_default_is_named_by_that_default(tmp_path):
+    """DT-net's preset trains with progressive loss (α = 1); its ablation at α = 0, the field's
+    default, is left out of the recorded identity, and is still named by the value it ran at."""
+    import numpy as np
+    from report_fixture import _summary
+
+    from bench.config import resolve
+    from bench.report.load import load_runs
+
+    rng = np.random.default_rng(0)
+    for name, alpha in (("preset", None), ("plain", 0.0)):
+        run = _summary("dtnet", 0, 0.5, 200_000, 2e8, rng=rng)
+        config = resolve("dtnet", "prefix_sums", "cpu", seed=0).to_dict()
+        assert config["train"]["progressive_alpha"] > 0
+        if alpha is not None:
+            config["train"]["progressive_alpha"] = alpha
+        run.update(config=config, task="prefix_sums", run_id=name, config_hash=name)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(run))
+    variants, _ = load_runs(tmp_path)
+    assert sorted(v.label for v in variants) == ["dtnet", "dtnet (progressive_alpha=0.0)"]

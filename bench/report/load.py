@@ -213,7 +213,8 @@ def _label_by_preset(group: list[Variant]) -> None:
     labels = {}
     for variant in group:
         flat = variant.flat
-        shown = [f"{k.split('.', 1)[-1]}={flat.get(k)}" for k in sorted(variant.off_preset)]
+        shown = [f"{k.split('.', 1)[-1]}={flat[k] if k in flat else _default_of(k, variant.model)}"
+                 for k in sorted(variant.off_preset)]
         labels[id(variant)] = f"{variant.model} ({', '.join(shown)})" if shown else variant.model
     if len(set(labels.values())) == len(group):
         for variant in group:
