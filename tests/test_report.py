@@ -470,3 +470,35 @@ def test_an_ablation_back_at_a_default_is_named_by_that_default(tmp_path):
         (tmp_path / name / "summary.json").write_text(json.dumps(run))
     variants, _ = load_runs(tmp_path)
     assert sorted(v.label for v in variants) == ["dtnet", "dtnet (progressive_alpha=0.0)"]
+
+
+def test_the_stop_selector_table_gives_all_selector_and_oracle_accuracy_per_split(tmp_path):
+    """best_of_k runs record, per split, exact accuracy at all iterations, at the selector's stop and
+    at the oracle stop: the report shows their seed means with intervals inside [0, 100], and names
+    a malformed entry instead of using it."""
+    import numpy as np
+    from report_fixture import _summary
+
+    from bench.report.load import load_runs
+    from bench.report.tables import stop_selector_table
+
+    rng = np.random.default_rng(0)
+    for seed, (every, chosen, oracle) in enumerate([(0.60, 0.50, 0.98), (0.70, 0.60, 1.0)]):
+        run = _summary("looped", seed, every, 200_000, 2e8, rng=rng)
+        run["stop_selector"] = {
+            "test": {"all_iterations_exact_accuracy": every, "selector_exact_accuracy": chosen,
+                     "oracle_exact_accuracy": oracle, "mean_selected_iterations": 3.0 + seed, "iterations": 6,
+                     "examples": 1000},
+            "test_grid12": {"selector_exact_accuracy": "broken"}}
+        (tmp_path / f"s{seed}").mkdir()
+        (tmp_path / f"s{seed}" / "summary.json").write_text(json.dumps(run))
+    variants, warnings = load_runs(tmp_path)
+    assert any("stop_selector.test_grid12" in w for w in warnings)
+    table = stop_selector_table(variants)
+    assert table["split"].tolist() == ["test"]
+    row = table.iloc[0]
+    assert row["all iterations (%)"].startswith("65.0 [") and row["selector's stop (%)"].startswith("55.0 [")
+    assert row["oracle stop (%)"].startswith("99.0 [") and row["iterations chosen"].startswith("3.50")
+    for cell in (row["all iterations (%)"], row["selector's stop (%)"], row["oracle stop (%)"]):
+        low, high = (float(x) for x in re.search(r"\[(-?[\d.]+), (-?[\d.]+)\]", cell).groups())
+        assert 0.0 <= low <= high <= 100.0

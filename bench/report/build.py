@@ -19,7 +19,8 @@ from bench.report.findings import contrast_findings, headlines, pairs_table
 from bench.report.load import Variant, is_protocol_check, load_runs
 from bench.report.plotting import Drawn, Styles, save
 from bench.report.render import note_blocks, render_html, render_markdown
-from bench.report.tables import (accuracy_pivot, act_table, cost_table, diverged_lines, runs_table, study_facts,
+from bench.report.tables import (accuracy_pivot, act_table, cost_table, diverged_lines, runs_table, stop_selector_table,
+                                 study_facts,
                                  test_time_by_split_table)
 from bench.results import atomic_write_bytes, ensure_writable
 
@@ -112,6 +113,11 @@ def report_blocks(results: Path, variants: list[Variant], warnings: list[str], o
     blocks += figure(figures_curves.act_histogram, variants, styles)
     blocks += table(act_table, "Exact accuracy (%) with learned halting, with all segments (fixed) and with oracle "
                                "halting (each example stopped at its first right answer):")
+    blocks += table(stop_selector_table, "Best of k with a stop selector (`train.iteration_rule=best_of_k`, "
+                                         "`train.stop_selector_steps`): exact accuracy (%) running every iteration, "
+                                         "stopping where the selector (a head trained on the frozen network) says, and "
+                                         "at the oracle stop (each example's first right iteration, an upper bound), "
+                                         "with the iterations the selector chose:")
     table = pairs_table(pairs)
     blocks += [("h2", "Appendix A: every pairwise test")]
     blocks += [("table", table)] if table is not None else [("p", "No pairs.")]

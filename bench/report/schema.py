@@ -114,6 +114,9 @@ class Run:
     fixed_point: dict[str, FixedPoint] = field(default_factory=dict)
     act: Act | None = None
     equilibrium: Equilibrium | None = None
+    # per evaluation split: the exact accuracy (0–1) at all iterations, at the selector's stop and at
+    # the oracle stop, and the mean iterations the selector chose (summary's "stop_selector")
+    stop_selector: dict[str, dict[str, float]] = field(default_factory=dict)
     diagnostics_examples: int | None = None   # the subset the diagnostics ran on
     dropped: list[str] = field(default_factory=list)
 
@@ -210,6 +213,26 @@ def _per_step(train: dict[str, Any]) -> float | None:
     return total / steps if total is not None and steps else None
 
 
+STOP_SELECTOR_FIELDS = ("all_iterations_exact_accuracy", "selector_exact_accuracy", "oracle_exact_accuracy",
+                        "mean_selected_iterations", "examples")
+
+
+def _stop_selector(value: Any, dropped: list[str]) -> dict[str, dict[str, float]]:
+    """summary["stop_selector"] → {split: {field: number}}; a split missing a field is dropped."""
+    if value is None:
+        return {}
+    out = {}
+    for split, entry in (value.items() if isinstance(value, dict) else ()):
+        numbers = {name: number(entry.get(name)) for name in STOP_SELECTOR_FIELDS} if isinstance(entry, dict) else {}
+        if numbers and all(v is not None for v in numbers.values()):
+            out[str(split)] = numbers
+        else:
+            dropped.append(f"stop_selector.{split}")
+    if not isinstance(value, dict):
+        dropped.append("stop_selector")
+    return out
+
+
 def parse_run(payload: dict[str, Any], path: Path) -> Run:
     """A `Run` from a summary's JSON; UnusableSummary when the report cannot use it."""
     status = payload.get("status")
@@ -270,4 +293,5 @@ def parse_run(payload: dict[str, Any], path: Path) -> Run:
         test_time=_test_time(diagnostics.get("test_time_compute"), "diagnostics.test_time_compute", dropped),
         test_time_by_split=by_split, fixed_point=_fixed_point(diagnostics.get("fixed_point"), dropped),
         act=_act(diagnostics.get("act"), dropped), equilibrium=_equilibrium(diagnostics.get("equilibrium"), dropped),
+        stop_selector=_stop_selector(payload.get("stop_selector"), dropped),
         diagnostics_examples=int(number(diagnostics.get("examples")) or 0) or None, dropped=dropped)

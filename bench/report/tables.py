@@ -11,7 +11,7 @@ import pandas as pd
 from bench.report.contrasts import main_variants
 from bench.report.findings import fmt_accuracy
 from bench.report.load import Variant, by_task
-from bench.stats import learning_plateau, mean_interval
+from bench.stats import accuracy_interval, learning_plateau, mean_interval
 
 
 def stat_cell(values: list[float], fmt: Callable[[float], str] = "{:.3g}".format, scale: float = 1.0,
@@ -132,6 +132,26 @@ def act_table(variants: list[Variant]) -> pd.DataFrame | None:
         row["segments used (learned)"] = stat_cell([a.mean_segments["learned"] for a in acts
                                                     if a.mean_segments["learned"] is not None], "{:.2f}".format)
         rows.append(row)
+    return pd.DataFrame(rows) if rows else None
+
+
+def stop_selector_table(variants: list[Variant]) -> pd.DataFrame | None:
+    """Per variant trained with a stop selector and per evaluation split: exact accuracy (%) running
+    every iteration, stopping where the selector says and at the oracle stop (each example's first
+    right iteration), each with the report's interval inside [0, 100]; and the iterations the
+    selector chose (± Student-t over seeds)."""
+    rows = []
+    for variant in variants:
+        runs = [r for r in variant.complete if r.stop_selector]
+        for split in dict.fromkeys(s for r in runs for s in r.stop_selector):
+            entries = [r.stop_selector[split] for r in runs if split in r.stop_selector]
+            examples = [int(e["examples"]) for e in entries]
+            accuracy = lambda name: fmt_accuracy(accuracy_interval([e[name] for e in entries], examples))  # noqa: E731
+            rows.append({"task": variant.task, "model": variant.label, "split": split, "seeds": str(len(entries)),
+                         "all iterations (%)": accuracy("all_iterations_exact_accuracy"),
+                         "selector's stop (%)": accuracy("selector_exact_accuracy"),
+                         "oracle stop (%)": accuracy("oracle_exact_accuracy"),
+                         "iterations chosen": stat_cell([e["mean_selected_iterations"] for e in entries], "{:.2f}".format)})
     return pd.DataFrame(rows) if rows else None
 
 
