@@ -502,3 +502,28 @@ def test_the_stop_selector_table_gives_all_selector_and_oracle_accuracy_per_spli
     for cell in (row["all iterations (%)"], row["selector's stop (%)"], row["oracle stop (%)"]):
         low, high = (float(x) for x in re.search(r"\[(-?[\d.]+), (-?[\d.]+)\]", cell).groups())
         assert 0.0 <= low <= high <= 100.0
+
+
+def test_a_contrast_finds_a_control_recorded_at_its_default(tmp_path):
+    """A summary leaves out a field at its default (`train.iteration_rule` = fixed): the random − fixed
+    contrast still pairs it with the run that set the rule; the stop selector's settings do not
+    make best-of-k a different training from the one it is compared with."""
+    import numpy as np
+    from report_fixture import _summary
+
+    from bench.report.contrasts import evaluate
+    from bench.report.load import load_runs
+
+    rng = np.random.default_rng(0)
+    for name, train in (("fixed", {}), ("random", {"iteration_rule": "random"}),
+                        ("best", {"iteration_rule": "best_of_k", "stop_selector_steps": 200})):
+        for seed in range(2):
+            run = _summary("looped", seed, 0.5 + 0.1 * seed, 200_000, 2e8, rng=rng)
+            run["config"]["train"].update(train)
+            run["run_id"] = run["config_hash"] = f"{name}-{seed}"
+            (tmp_path / run["run_id"]).mkdir()
+            (tmp_path / run["run_id"] / "summary.json").write_text(json.dumps(run))
+    variants, _ = load_runs(tmp_path)
+    pairs = {p.contrast.name: (p.treatment, p.control) for p in evaluate(variants) if "iteration" in p.contrast.name}
+    assert pairs == {"random − fixed iteration count": ("looped (iteration_rule=random)", "looped (iteration_rule=fixed)"),
+                     "best of k − fixed iteration count": ("looped (iteration_rule=best_of_k)", "looped (iteration_rule=fixed)")}

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
-from bench.report.load import NOT_A_DIFFERENCE, Variant, by_task, resized_keys
+from bench.report.load import NOT_A_DIFFERENCE, Variant, by_task, resized_keys, value_of
 from bench.stats import DifferenceTest, accuracy_difference, holm, mean_interval
 
 ALPHA = 0.05
@@ -136,8 +136,8 @@ def _config_pairs(contrast: Contrast, group: list[Variant]) -> list[tuple[str, s
     for a in group:
         for b in group:
             if (a.model, a.preset) != (b.model, b.preset) or not (a.complete and b.complete) \
-                    or not _matches(a.flat.get(contrast.key), contrast.treatment) \
-                    or not _matches(b.flat.get(contrast.key), contrast.control):
+                    or not _matches(value_of(a, contrast.key), contrast.treatment) \
+                    or not _matches(value_of(b, contrast.key), contrast.control):
                 continue
             differences = _differences(a, b)
             if contrast.key not in differences or not differences - {contrast.key} <= BUDGET_KEYS:

@@ -19,10 +19,13 @@ from bench.results import ResultsError, iter_summaries
 from bench.stats import AccuracyInterval, accuracy_interval
 from tasks.registry import RegistryError, get_task_entry
 
-# config keys that choose how a run is measured or logged, not what is trained: they never name a variant
+# config keys that choose how a run is measured or logged, not what is trained: they never name a
+# variant. The stop selector is a head trained after the network, frozen, has finished: its settings
+# change its own table, not the run's accuracy (measured at all iterations).
 NOT_A_DIFFERENCE = ("train.test_time_points", "train.diagnostics_examples", "train.eval_segments",
                     "train.eval_halting", "train.eval_every", "train.eval_batch_size", "train.log_every",
-                    "train.checkpoint_every")
+                    "train.checkpoint_every", "train.stop_selector_steps", "train.stop_selector_objective",
+                    "train.stop_selector_cost")
 
 
 def variant_key(config: dict[str, Any]) -> str:
@@ -192,7 +195,7 @@ def label_variants(variants: list[Variant]) -> None:
         for variant in group:
             flat = variant.flat
             # a task.* key of another task (grid on maze) does not describe this task's runs
-            shown = [f"{k.split('.', 1)[-1]}={flat[k] if k in flat else _default_of(k, model)}" for k in keys
+            shown = [f"{k.split('.', 1)[-1]}={flat[k] if k in flat else default_of(k, model)}" for k in keys
                      if k in flat or not k.startswith("task.")]
             if len({v.preset for v in group}) > 1:
                 shown.insert(0, variant.preset)
@@ -213,7 +216,7 @@ def _label_by_preset(group: list[Variant]) -> None:
     labels = {}
     for variant in group:
         flat = variant.flat
-        shown = [f"{k.split('.', 1)[-1]}={flat[k] if k in flat else _default_of(k, variant.model)}"
+        shown = [f"{k.split('.', 1)[-1]}={flat[k] if k in flat else default_of(k, variant.model)}"
                  for k in sorted(variant.off_preset)]
         labels[id(variant)] = f"{variant.model} ({', '.join(shown)})" if shown else variant.model
     if len(set(labels.values())) == len(group):
@@ -221,7 +224,14 @@ def _label_by_preset(group: list[Variant]) -> None:
             variant.label = labels[id(variant)]
 
 
-def _default_of(key: str, model: str) -> Any:
+def value_of(variant: "Variant", key: str) -> Any:
+    """A config value of the variant, or its default where the summary leaves the key out (a field
+    added later is recorded only away from its default)."""
+    flat = variant.flat
+    return flat[key] if key in flat else default_of(key, variant.model)
+
+
+def default_of(key: str, model: str) -> Any:
     """The default of a config key a summary leaves out (a field added later, at its default)."""
     import dataclasses
 
