@@ -47,8 +47,8 @@ def pyplot():
 
 class Styles:
     """Model → colour and marker (sorted model names, the same in every figure of a report);
-    a model's variants → line style and marker fill (its main variant — the largest segment count —
-    solid and filled, ablations dashed / dotted and hollow)."""
+    a model's variants → line style and marker fill (its main variant — at its preset, see
+    `main_variants` — solid and filled, ablations dashed / dotted and hollow)."""
 
     def __init__(self, variants: list[Variant]):
         models = sorted({v.model for v in variants})
