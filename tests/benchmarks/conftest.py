@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+import timeit
 from pathlib import Path
 
 import pytest
@@ -53,10 +54,23 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def reference_matmul() -> dict[str, float]:
-    """Median seconds and FLOP/s of a fixed fp32 matmul, measured in this process."""
+    """Seconds and FLOP/s of a fixed fp32 matmul, measured in this process: the fastest of 15 calls,
+    since a peak is what the machine can do (a clean-clone CI run once measured its median 2.45×
+    slower than a minute later, and every MFU of that session with it)."""
+    return matmul_peak()
+
+
+@pytest.fixture(scope="session")
+def measure_matmul_peak():
+    """The same measurement as `reference_matmul`, taken again when called (to check a surprise)."""
+    return matmul_peak
+
+
+def matmul_peak(repeats: int = 15) -> dict[str, float]:
     a = torch.randn(REFERENCE_SIZE, REFERENCE_SIZE)
     b = torch.randn(REFERENCE_SIZE, REFERENCE_SIZE)
-    seconds = _median_seconds(lambda: torch.mm(a, b))
+    torch.mm(a, b)
+    seconds = min(timeit.repeat(lambda: torch.mm(a, b), number=1, repeat=repeats))
     return {"seconds": seconds, "flops_per_second": 2 * REFERENCE_SIZE ** 3 / seconds, "size": REFERENCE_SIZE}
 
 
