@@ -20,14 +20,13 @@ only when its adjusted p is below `ALPHA`.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
 
-from bench.report.load import NOT_A_DIFFERENCE, Variant, by_task, resized_keys, value_of
+from bench.report.load import Variant, by_task, differing_keys, value_of
 from bench.stats import DifferenceTest, accuracy_difference, holm, mean_interval
 
 ALPHA = 0.05
@@ -104,14 +103,6 @@ def _matches(value: Any, wanted: Any) -> bool:
     return value == wanted
 
 
-def _differences(a: Variant, b: Variant) -> set[str]:
-    flat_a, flat_b = a.flat, b.flat
-    ignored = resized_keys(flat_a) | resized_keys(flat_b) | set(NOT_A_DIFFERENCE)
-    keys = (set(flat_a) | set(flat_b)) - ignored
-    return {k for k in keys if not k.startswith("extra.")
-            and json.dumps(flat_a.get(k), default=str) != json.dumps(flat_b.get(k), default=str)}
-
-
 def matched_budgets(a: Variant, b: Variant) -> str:
     """What the two variants' runs spent alike, seed means within BUDGET_TOLERANCE: "steps",
     "examples", "FLOPs" (comma-separated), or "no budget" when they match on none."""
@@ -139,7 +130,7 @@ def _config_pairs(contrast: Contrast, group: list[Variant]) -> list[tuple[str, s
                     or not _matches(value_of(a, contrast.key), contrast.treatment) \
                     or not _matches(value_of(b, contrast.key), contrast.control):
                 continue
-            differences = _differences(a, b)
+            differences = differing_keys(a.flat, b.flat)
             if contrast.key not in differences or not differences - {contrast.key} <= BUDGET_KEYS:
                 continue
             matched = matched_budgets(a, b)

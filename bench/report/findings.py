@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.report.contrasts import CONTRASTS, Contrast, Pair, main_variants
+from bench.report.contrasts import CONTRASTS, Pair, main_variants
 from bench.report.load import Variant, by_task, presets
 from bench.report.schema import Run
 from bench.stats import AccuracyInterval, DifferenceTest, accuracy_difference

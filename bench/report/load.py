@@ -156,12 +156,20 @@ def resized_keys(flat: dict[str, Any]) -> set[str]:
 @functools.lru_cache(maxsize=None)
 def _preset_flat(model: str, task: str, preset: str) -> str | None:
     """The flattened config (JSON) that `bench run --preset PRESET` resolves today, or None."""
-    from bench.config import recorded_identity, resolve
+    from bench.config import ConfigError, resolve
 
     try:
         return json.dumps(flatten(recorded_identity(resolve(model, task, preset).to_dict())), default=str)
-    except Exception:   # noqa: BLE001 — an unknown model, task or preset: "cannot tell", never an error
+    except (ConfigError, LookupError):   # a model, task or preset unknown here: "cannot tell"
         return None
+
+
+def differing_keys(flat_a: dict[str, Any], flat_b: dict[str, Any], ignored: Iterable[str] = ()) -> set[str]:
+    """The config keys whose values differ, leaving aside measurement settings (NOT_A_DIFFERENCE),
+    the sizes parameter matching chose, `extra.*` and `ignored`."""
+    left_out = resized_keys(flat_a) | resized_keys(flat_b) | set(NOT_A_DIFFERENCE) | set(ignored)
+    return {k for k in (set(flat_a) | set(flat_b)) - left_out if not k.startswith("extra.")
+            and json.dumps(flat_a.get(k), default=str) != json.dumps(flat_b.get(k), default=str)}
 
 
 def differences_from_preset(variant: Variant) -> frozenset[str] | None:
@@ -170,10 +178,8 @@ def differences_from_preset(variant: Variant) -> frozenset[str] | None:
     preset = _preset_flat(variant.model, variant.task, variant.preset)
     if preset is None:
         return None
-    ours, theirs = variant.flat, json.loads(preset)
-    ignored = resized_keys(ours) | set(NOT_A_DIFFERENCE) | {"train.seed", "train.threads"}
-    keys = {k for k in set(ours) | set(theirs) if k.split(".", 1)[0] in ("model", "task", "train")} - ignored
-    return frozenset(k for k in keys if json.dumps(ours.get(k), default=str) != json.dumps(theirs.get(k), default=str))
+    differing = differing_keys(variant.flat, json.loads(preset), ignored=("train.seed", "train.threads"))
+    return frozenset(k for k in differing if k.split(".", 1)[0] in ("model", "task", "train"))
 
 
 def label_variants(variants: list[Variant]) -> None:
@@ -195,7 +201,7 @@ def label_variants(variants: list[Variant]) -> None:
         for variant in group:
             flat = variant.flat
             # a task.* key of another task (grid on maze) does not describe this task's runs
-            shown = [f"{k.split('.', 1)[-1]}={flat[k] if k in flat else default_of(k, model)}" for k in keys
+            shown = [f"{k.split('.', 1)[-1]}={value_of(variant, k)}" for k in keys
                      if k in flat or not k.startswith("task.")]
             if len({v.preset for v in group}) > 1:
                 shown.insert(0, variant.preset)
@@ -215,9 +221,7 @@ def _label_by_preset(group: list[Variant]) -> None:
         return
     labels = {}
     for variant in group:
-        flat = variant.flat
-        shown = [f"{k.split('.', 1)[-1]}={flat[k] if k in flat else default_of(k, variant.model)}"
-                 for k in sorted(variant.off_preset)]
+        shown = [f"{k.split('.', 1)[-1]}={value_of(variant, k)}" for k in sorted(variant.off_preset)]
         labels[id(variant)] = f"{variant.model} ({', '.join(shown)})" if shown else variant.model
     if len(set(labels.values())) == len(group):
         for variant in group:
