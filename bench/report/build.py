@@ -27,8 +27,10 @@ from bench.results import atomic_write_bytes, ensure_writable
 PIVOT_NOTE = ("Exact accuracy (%) on each task's first evaluation split, mean over seeds with a 95% interval "
               "that stays inside [0, 100]: for one seed the Wilson score interval of its correct count "
               "(“1 seed”), for several the Student-t interval of the seeds' logits, never narrower than the "
-              "examples' binomial error (docs/report.md). Bold: the best mean of each task. Rows are variants "
-              "(a model and the configuration keys that tell its variants apart).")
+              "examples' binomial error (docs/report.md). Bold: the best mean of each task among the main "
+              "variants, as the ranking counts. Rows are variants: a model alone is that model at its "
+              "preset, the others are ablations named by the keys they change (for a study made at an "
+              "older preset, by the keys that tell the model's variants apart).")
 
 
 PROTOCOL_NOTE = ("{tasks}: at this preset these tasks cannot be learnt (about 10^13 training FLOPs per run "
