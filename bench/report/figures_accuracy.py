@@ -93,7 +93,7 @@ def forest(pairs: list[Pair]) -> Drawn | None:
         mine = [p for p in pairs if p.contrast is contrast]
         if mine:
             rows.append((contrast.name, None))
-            rows += [(f"{p.task} · {p.treatment} vs {p.control}", p) for p in mine]
+            rows += [(f"{p.task} · {p.treatment} vs {p.control} · matched {p.matched}", p) for p in mine]
     height = min(25.0, 0.24 * len(rows) + 1.2)
     figure, axis = plt.subplots(figsize=(14.0, height), layout="constrained")
     plotted = []
