@@ -300,7 +300,8 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
     stop_selection = None
     if run.train.stop_selector_steps > 0:   # the network is frozen from here: a head picks each example's stop
         log.info("training the stop selector (%d steps)…", run.train.stop_selector_steps)
-        selector = train_selector(trainer, train_data, run.train.stop_selector_steps, run.train.seed)
+        selector, selector_training = train_selector(trainer, train_data, run.train.stop_selector_steps,
+                                                     run.train.seed)
         stop_selection = {name: evaluate_stops(trainer, selector, data, run.train.eval_batch_size)
                           for name, data in eval_data.items()}
     throughput = metrics[first_split]["examples_per_second"]
@@ -329,7 +330,8 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
         memory=memory,
         mfu=mfu,
         **({"diagnostics": diagnostics} if diagnostics is not None else {}),
-        **({"stop_selector": stop_selection} if stop_selection is not None else {}),
+        **({"stop_selector": stop_selection, "stop_selector_training": selector_training}
+           if stop_selection is not None else {}),
         environment=environment(run.device),
     )
     write(summary_path, summary)

@@ -10,6 +10,11 @@ by REINFORCE (`reinforce`: the head's sigmoid is the probability of stopping aft
 test time an example stops at the first iteration the head calls right (stop, for the policy), or
 at m. Reported beside it: the answer after all m iterations, and the oracle stop (right at some
 t ≤ m), the ceiling any selector could reach.
+
+The network is frozen, so a pool of training examples is unrolled once and the head trains on their
+features until its loss is flat: 200 steps of fresh batches at lr 1e-3 left it far from its plateau
+(pool loss 0.63 against 0.44; docs/training.md has the measurement), so a run could report an
+untrained selector as the rule's result.
 """
 from __future__ import annotations
 
@@ -19,12 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.stats import learning_plateau
 from bench.trainer import Trainer, outputs_after_each_iteration, sequence_correct
 from models.protocol import iteration_count_field
 from tasks.protocol import TaskData
 
 FEATURES = 5
-LEARNING_RATE = 1e-3
+LEARNING_RATE = 1e-2
+POOL_EXAMPLES = 8192    # training examples unrolled once; the head trains on their features
+POOL_BATCH = 256        # examples per Adam step
+CURVE_POINTS = 20       # the objective on the whole pool, logged this many times (the plateau check)
 
 
 class StopSelector(nn.Module):
@@ -60,26 +69,70 @@ def unroll(model, batch: dict[str, torch.Tensor], labels: torch.Tensor, ignore: 
     return torch.stack(features, 1), torch.stack(right, 1)
 
 
-def train_selector(trainer: Trainer, data: TaskData, steps: int, seed: int) -> StopSelector:
-    """`steps` Adam steps of batch train.batch_size on the training split; the network stays frozen."""
+def unrolled_pool(trainer: Trainer, data: TaskData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, m, F), right (N, m)) of up to POOL_EXAMPLES training examples, drawn without
+    replacement (training-time positions, e.g. abacus offsets, drawn from torch's seeded RNG)."""
     generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(data), generator=generator)[:POOL_EXAMPLES]
+    model = trainer.eval_model().eval()
+    features, right = [], []
+    for chunk in index.split(trainer.config.eval_batch_size):
+        batch = {k: v.to(trainer.device) for k, v in data.batch(chunk).items()}
+        chunk_features, chunk_right = unroll(model, batch, batch["labels"], trainer.spec.ignore_label)
+        features.append(chunk_features)
+        right.append(chunk_right)
+    return torch.cat(features), torch.cat(right)
+
+
+def train_selector(trainer: Trainer, data: TaskData, steps: int, seed: int) -> tuple[StopSelector, dict[str, Any]]:
+    """The head after `steps` Adam steps on an unrolled pool of the training split (the network stays
+    frozen), and its training record: the objective on the whole pool at CURVE_POINTS steps
+    (binary cross-entropy, or 1 − the expected reward for `reinforce`: positive, so the plateau
+    check's relative tolerance applies) and whether it ended flat."""
     torch.manual_seed(seed)
+    config = trainer.config
+    features, right = unrolled_pool(trainer, data, seed)
+    generator = torch.Generator().manual_seed(seed)
     selector = StopSelector().to(trainer.device)
     optimizer = torch.optim.Adam(selector.parameters(), lr=LEARNING_RATE)
-    model = trainer.eval_model().eval()
-    config = trainer.config
-    for _ in range(steps):
-        index = torch.randint(0, len(data), (config.batch_size,), generator=generator)
-        batch = {k: v.to(trainer.device) for k, v in data.batch(index).items()}
-        features, right = unroll(model, batch, batch["labels"], trainer.spec.ignore_label)
-        if config.stop_selector_objective == "reinforce":
-            loss = reinforce_loss(selector(features), right, config.stop_selector_cost, generator)
+    reinforce = config.stop_selector_objective == "reinforce"
+
+    def pool_objective() -> float:
+        with torch.no_grad():
+            logits = selector(features)
+            if reinforce:
+                return 1.0 - expected_reward(logits, right, config.stop_selector_cost).mean().item()
+            return F.binary_cross_entropy_with_logits(logits, right.float()).item()
+
+    log_every = max(1, steps // CURVE_POINTS)
+    curve = [{"step": 0, "loss": pool_objective()}]
+    for step in range(1, steps + 1):
+        index = torch.randint(0, len(features), (min(POOL_BATCH, len(features)),), generator=generator)
+        if reinforce:
+            loss = reinforce_loss(selector(features[index]), right[index], config.stop_selector_cost, generator)
         else:
-            loss = F.binary_cross_entropy_with_logits(selector(features), right.float())
+            loss = F.binary_cross_entropy_with_logits(selector(features[index]), right[index].float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return selector
+        if step % log_every == 0 or step == steps:
+            if curve[-1]["step"] != step:
+                curve.append({"step": step, "loss": pool_objective()})
+    record = {"objective": config.stop_selector_objective, "pool_examples": len(features), "steps": steps,
+              "batch_size": min(POOL_BATCH, len(features)), "learning_rate": LEARNING_RATE,
+              "initial_loss": curve[0]["loss"], "final_loss": curve[-1]["loss"],
+              "plateau": learning_plateau(curve[1:]), "curve": curve}
+    return selector, record
+
+
+def expected_reward(stop_logits: torch.Tensor, right: torch.Tensor, cost: float) -> torch.Tensor:
+    """(B,) the stopping policy's exact expected reward Σ_s P(stop at s)·(right[s] − cost·s/m)."""
+    steps = stop_logits.shape[1]
+    stop = torch.sigmoid(stop_logits).clone()
+    stop[:, -1] = 1.0                                                     # it always stops at m
+    alive = torch.cumprod(torch.cat([torch.ones_like(stop[:, :1]), 1 - stop[:, :-1]], dim=1), dim=1)
+    cost_at = cost * torch.arange(1, steps + 1, device=stop.device).float() / steps
+    return (alive * stop * (right.float() - cost_at)).sum(1)
 
 
 def reinforce_loss(stop_logits: torch.Tensor, right: torch.Tensor, cost: float,

@@ -51,7 +51,7 @@ if [[ $PART == all || $PART == ablations ]]; then
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 --set train.iteration_rule=random
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 \
-        --set train.iteration_rule=best_of_k --set train.stop_selector_steps=200
+        --set train.iteration_rule=best_of_k --set train.stop_selector_steps=5000
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1 --set train.progressive_alpha=0.5
   # ACT on (off in the cpu presets) for the models with a Q head
   sweep --models hrm,trm --tasks maze --seeds 3 --set train.act=true

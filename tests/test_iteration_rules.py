@@ -2,6 +2,8 @@
 per step, and "best of k" — the loss after every iteration, only the lowest back-propagated."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -202,8 +204,10 @@ def test_a_selector_run_freezes_the_network_and_reports_three_stops(tmp_path, mo
     trainer, data = make_trainer("dtnet", "train.steps=3")
     trainer.fit(data, seed=0)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    selector = stop_selector.train_selector(trainer, data, steps=4, seed=0)
+    selector, record = stop_selector.train_selector(trainer, data, steps=4, seed=0)
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert record["pool_examples"] == min(len(data), stop_selector.POOL_EXAMPLES) and record["steps"] == 4
+    assert [p["step"] for p in record["curve"]] == [0, 1, 2, 3, 4]
     scores = stop_selector.evaluate_stops(trainer, selector, data, batch_size=16)
     assert scores["examples"] == len(data) and scores["iterations"] == 4
     assert 1 <= scores["mean_selected_iterations"] <= 4
@@ -213,6 +217,7 @@ def test_a_selector_run_freezes_the_network_and_reports_three_stops(tmp_path, mo
     run = prepare("dtnet", "prefix_sums", "smoke", ["train.stop_selector_steps=3"])
     summary = execute(run, tmp_path / "runs", progress=False)
     assert set(summary["stop_selector"]) == set(summary["metrics"])
+    assert summary["stop_selector_training"]["steps"] == 3 and len(summary["stop_selector_training"]["curve"]) == 4
     # "all iterations" is the run's own evaluation, computed a second way
     for split, scores in summary["stop_selector"].items():
         assert scores["all_iterations_exact_accuracy"] == pytest.approx(summary["metrics"][split]["exact_accuracy"])
@@ -247,6 +252,36 @@ def test_the_reinforce_loss_is_an_unbiased_estimate_of_the_expected_reward_gradi
     assert exact.abs().max() > 0.02   # the check has something to compare
 
 
+def test_the_selector_trains_to_its_plateau_on_a_pool_where_confidence_says_right(monkeypatch):
+    """A pool whose answers turn right from a random iteration on, and a confidence feature that says
+    so: the head's pool loss falls from ln 2 to near 0, ends flat, and then stops each example at the
+    first right iteration. (200 fresh-batch steps at lr 1e-3, the old recipe, left the study's head
+    at 0.63 of a reachable 0.44: it never stopped early on one seed.)"""
+    from bench import stop_selector
+
+    generator = torch.Generator().manual_seed(0)
+    first_right = torch.randint(0, 6, (2048,), generator=generator)
+    right = torch.arange(6)[None] >= first_right[:, None]                       # (N, 6)
+    features = torch.rand(2048, 6, stop_selector.FEATURES, generator=generator) * 0.2
+    features[..., 1] += right.float() * 0.5                                     # the minimum top probability
+    monkeypatch.setattr(stop_selector, "unrolled_pool", lambda trainer, data, seed: (features, right))
+    trainer, data = make_trainer("dtnet", "train.steps=1")
+    selector, record = stop_selector.train_selector(trainer, data, steps=2000, seed=0)
+    assert record["initial_loss"] == pytest.approx(math.log(2), abs=0.1) and record["final_loss"] < 0.05
+    assert record["plateau"]["finished"]
+    assert torch.equal(stop_selector.selected_steps(selector, features), first_right)
+
+
+def test_the_policy_objective_is_the_exact_expected_reward():
+    from bench.stop_selector import expected_reward
+
+    logits = torch.tensor([[0.0, 0.0, 0.0], [10.0, -10.0, 0.0]])
+    right = torch.tensor([[0, 1, 1], [1, 0, 0]]).bool()
+    # row 0: stops at 1, 2, 3 with 1/2, 1/4, 1/4; row 1: (almost) surely at 1
+    want = [0.5 * (0 - 0.3 / 3) + 0.25 * (1 - 0.6 / 3) + 0.25 * (1 - 0.3), 1 - 0.1]
+    assert expected_reward(logits, right, 0.3).tolist() == pytest.approx(want, abs=1e-4)
+
+
 def test_the_reinforce_objective_is_a_recorded_choice_with_a_bounded_cost():
     base = prepare("dtnet", "prefix_sums", "smoke", ["train.stop_selector_steps=3"]).config_hash()
     policy = prepare("dtnet", "prefix_sums", "smoke", ["train.stop_selector_steps=3",
@@ -259,7 +294,8 @@ def test_the_reinforce_objective_is_a_recorded_choice_with_a_bounded_cost():
     trainer, data = make_trainer("dtnet", "train.steps=2", "train.stop_selector_objective=reinforce")
     trainer.fit(data, seed=0)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    selector = stop_selector.train_selector(trainer, data, steps=3, seed=0)
+    selector, record = stop_selector.train_selector(trainer, data, steps=3, seed=0)
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert record["objective"] == "reinforce" and all(p["loss"] >= 0 for p in record["curve"])
     scores = stop_selector.evaluate_stops(trainer, selector, data, batch_size=16)
     assert 1 <= scores["mean_selected_iterations"] <= 4

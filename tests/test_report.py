@@ -490,6 +490,8 @@ def test_the_stop_selector_table_gives_all_selector_and_oracle_accuracy_per_spli
                      "oracle_exact_accuracy": oracle, "mean_selected_iterations": 3.0 + seed, "iterations": 6,
                      "examples": 1000},
             "test_grid12": {"selector_exact_accuracy": "broken"}}
+        if seed == 0:   # seed 1 is an older run without the selector's training record
+            run["stop_selector_training"] = {"plateau": {"finished": True}, "final_loss": 0.4}
         (tmp_path / f"s{seed}").mkdir()
         (tmp_path / f"s{seed}" / "summary.json").write_text(json.dumps(run))
     variants, warnings = load_runs(tmp_path)
@@ -499,6 +501,7 @@ def test_the_stop_selector_table_gives_all_selector_and_oracle_accuracy_per_spli
     row = table.iloc[0]
     assert row["all iterations (%)"].startswith("65.0 [") and row["selector's stop (%)"].startswith("55.0 [")
     assert row["oracle stop (%)"].startswith("99.0 [") and row["iterations chosen"].startswith("3.50")
+    assert row["selector trained flat"] == "1 of 1 (1 not recorded)"
     for cell in (row["all iterations (%)"], row["selector's stop (%)"], row["oracle stop (%)"]):
         low, high = (float(x) for x in re.search(r"\[(-?[\d.]+), (-?[\d.]+)\]", cell).groups())
         assert 0.0 <= low <= high <= 100.0

@@ -119,7 +119,8 @@ def report_blocks(results: Path, variants: list[Variant], warnings: list[str], o
                                          "`train.stop_selector_steps`): exact accuracy (%) running every iteration, "
                                          "stopping where the selector (a head trained on the frozen network) says, and "
                                          "at the oracle stop (each example's first right iteration, an upper bound), "
-                                         "with the iterations the selector chose:")
+                                         "with the iterations the selector chose and in how many seeds the "
+                                         "selector's own training loss ended flat:")
     table = pairs_table(pairs)
     blocks += [("h2", "Appendix A: every pairwise test")]
     blocks += [("table", table)] if table is not None else [("p", "No pairs.")]

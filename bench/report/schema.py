@@ -117,6 +117,8 @@ class Run:
     # per evaluation split: the exact accuracy (0–1) at all iterations, at the selector's stop and at
     # the oracle stop, and the mean iterations the selector chose (summary's "stop_selector")
     stop_selector: dict[str, dict[str, float]] = field(default_factory=dict)
+    # did the selector's training loss end flat (summary's "stop_selector_training"); None: not recorded
+    stop_selector_flat: bool | None = None
     diagnostics_examples: int | None = None   # the subset the diagnostics ran on
     dropped: list[str] = field(default_factory=list)
 
@@ -217,6 +219,13 @@ STOP_SELECTOR_FIELDS = ("all_iterations_exact_accuracy", "selector_exact_accurac
                         "mean_selected_iterations", "examples")
 
 
+def _selector_flat(value: Any) -> bool | None:
+    """summary["stop_selector_training"]["plateau"]["finished"], or None where not recorded."""
+    plateau = value.get("plateau") if isinstance(value, dict) else None
+    finished = plateau.get("finished") if isinstance(plateau, dict) else None
+    return finished if isinstance(finished, bool) else None
+
+
 def _stop_selector(value: Any, dropped: list[str]) -> dict[str, dict[str, float]]:
     """summary["stop_selector"] → {split: {field: number}}; a split missing a field is dropped."""
     if value is None:
@@ -294,4 +303,5 @@ def parse_run(payload: dict[str, Any], path: Path) -> Run:
         test_time_by_split=by_split, fixed_point=_fixed_point(diagnostics.get("fixed_point"), dropped),
         act=_act(diagnostics.get("act"), dropped), equilibrium=_equilibrium(diagnostics.get("equilibrium"), dropped),
         stop_selector=_stop_selector(payload.get("stop_selector"), dropped),
+        stop_selector_flat=_selector_flat(payload.get("stop_selector_training")),
         diagnostics_examples=int(number(diagnostics.get("examples")) or 0) or None, dropped=dropped)

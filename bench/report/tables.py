@@ -138,8 +138,9 @@ def act_table(variants: list[Variant]) -> pd.DataFrame | None:
 def stop_selector_table(variants: list[Variant]) -> pd.DataFrame | None:
     """Per variant trained with a stop selector and per evaluation split: exact accuracy (%) running
     every iteration, stopping where the selector says and at the oracle stop (each example's first
-    right iteration), each with the report's interval inside [0, 100]; and the iterations the
-    selector chose (± Student-t over seeds)."""
+    right iteration), each with the report's interval inside [0, 100]; the iterations the selector
+    chose (± Student-t over seeds); and in how many seeds its training loss ended flat (a head still
+    learning says little about the rule)."""
     rows = []
     for variant in variants:
         runs = [r for r in variant.complete if r.stop_selector]
@@ -151,8 +152,17 @@ def stop_selector_table(variants: list[Variant]) -> pd.DataFrame | None:
                          "all iterations (%)": accuracy("all_iterations_exact_accuracy"),
                          "selector's stop (%)": accuracy("selector_exact_accuracy"),
                          "oracle stop (%)": accuracy("oracle_exact_accuracy"),
-                         "iterations chosen": stat_cell([e["mean_selected_iterations"] for e in entries], "{:.2f}".format)})
+                         "iterations chosen": stat_cell([e["mean_selected_iterations"] for e in entries], "{:.2f}".format),
+                         "selector trained flat": _flat_count([r.stop_selector_flat for r in runs])})
     return pd.DataFrame(rows) if rows else None
+
+
+def _flat_count(flags: list[bool | None]) -> str:
+    recorded = [f for f in flags if f is not None]
+    if not recorded:
+        return "not recorded"
+    return f"{sum(recorded)} of {len(recorded)}" + (f" ({len(flags) - len(recorded)} not recorded)"
+                                                    if len(recorded) < len(flags) else "")
 
 
 def diverged_lines(variants: list[Variant]) -> list[str]:
