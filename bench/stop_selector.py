@@ -116,8 +116,7 @@ def train_selector(trainer: Trainer, data: TaskData, steps: int, seed: int) -> t
         loss.backward()
         optimizer.step()
         if step % log_every == 0 or step == steps:
-            if curve[-1]["step"] != step:
-                curve.append({"step": step, "loss": pool_objective()})
+            curve.append({"step": step, "loss": pool_objective()})
     record = {"objective": config.stop_selector_objective, "pool_examples": len(features), "steps": steps,
               "batch_size": min(POOL_BATCH, len(features)), "learning_rate": LEARNING_RATE,
               "initial_loss": curve[0]["loss"], "final_loss": curve[-1]["loss"],
