@@ -505,6 +505,11 @@ def test_the_stop_selector_table_gives_all_selector_and_oracle_accuracy_per_spli
     for cell in (row["all iterations (%)"], row["selector's stop (%)"], row["oracle stop (%)"]):
         low, high = (float(x) for x in re.search(r"\[(-?[\d.]+), (-?[\d.]+)\]", cell).groups())
         assert 0.0 <= low <= high <= 100.0
+    # ... and the test-time question's answer states the three stops
+    from bench.report.findings import QUESTIONS, headlines
+    answer = dict(headlines(variants, []))[QUESTIONS[3]]
+    assert ("selector's stop 55.0%, all iterations 65.0%, oracle stop 99.0% (2 seed(s), 1 of 1 selector(s) "
+            "trained to a flat loss)") in answer
 
 
 def test_a_contrast_finds_a_control_recorded_at_its_default(tmp_path):
@@ -530,3 +535,8 @@ def test_a_contrast_finds_a_control_recorded_at_its_default(tmp_path):
     pairs = {p.contrast.name: (p.treatment, p.control) for p in evaluate(variants) if "iteration" in p.contrast.name}
     assert pairs == {"random − fixed iteration count": ("looped (iteration_rule=random)", "looped (iteration_rule=fixed)"),
                      "best of k − fixed iteration count": ("looped (iteration_rule=best_of_k)", "looped (iteration_rule=fixed)")}
+    # the test-time question's answer also says how the iteration count was trained
+    from bench.report.findings import QUESTIONS, headlines
+    answer = dict(headlines(variants, evaluate(variants)))[QUESTIONS[3]]
+    assert "random − fixed iteration count — at matched" in answer
+    assert "best of k − fixed iteration count — at matched" in answer and "progressive" not in answer

@@ -205,10 +205,31 @@ QUESTIONS = (
     "Do the recurrent states approach a fixed point?",
 )
 # questions 2 and 3 are answered by declared contrasts (bench/report/contrasts.py), by name: the outer
-# loop by the segment count; TRM vs HRM by the two models and by the two gradients on HRM's network
+# loop by the segment count; TRM vs HRM by the two models and by the two gradients on HRM's network;
+# question 4 also by the rules that train the iteration count (after its test-time curves)
 ANSWERED_BY = {1: ("segments S − 1 (outer loop)",),
                2: ("TRM − HRM (full last-cycle backprop vs one-step gradient)",
-                   "last-cycle − one-step gradient (HRM's network)")}
+                   "last-cycle − one-step gradient (HRM's network)"),
+               3: ("progressive loss α > 0 − α = 0", "random − fixed iteration count",
+                   "best of k − fixed iteration count")}
+
+
+def selector_findings(variants: list[Variant]) -> list[str]:
+    """Per variant trained with a stop selector: seed-mean exact accuracy on its first split at the
+    selector's stop, after all iterations and at the oracle stop, and how many selectors ended flat."""
+    out = []
+    for variant in variants:
+        runs = [r for r in variant.complete if r.first_split in r.stop_selector]
+        if not runs:
+            continue
+        mean = lambda name: 100 * float(np.mean([r.stop_selector[r.first_split][name] for r in runs]))  # noqa: E731
+        flat = [r.stop_selector_flat for r in runs if r.stop_selector_flat is not None]
+        trained = (f"{sum(flat)} of {len(flat)} selector(s) trained to a flat loss" if flat
+                   else "selector training not recorded")
+        out.append(f"{variant.label} on {variant.task}: selector's stop {mean('selector_exact_accuracy'):.1f}%, "
+                   f"all iterations {mean('all_iterations_exact_accuracy'):.1f}%, oracle stop "
+                   f"{mean('oracle_exact_accuracy'):.1f}% ({len(runs)} seed(s), {trained})")
+    return out
 
 
 def _contrast_headline(pairs: list[Pair], name: str) -> str:
@@ -270,9 +291,15 @@ def headlines(variants: list[Variant], pairs: list[Pair]) -> list[tuple[str, str
                  f"setting (chosen on the examples it is scored on: an upper bound) raises it on {len(best_helps)}"
                  + (f" ({shown(best_helps)})" if best_helps else "")
                  if gains else "No test-time curves were recorded")
+    trained_rules = [_contrast_headline(pairs, name) for name in ANSWERED_BY[3]
+                     if any(p.contrast.name == name for p in pairs)]
+    selectors = selector_findings(variants)
     answers.append(test_time
                    + (f". Longest split solved (seed mean ≥ {100 * SOLVED:.0f}% exact) — {solved}" if solved else "")
-                   + (f"; at the largest test size the best is {extrapolation}" if extrapolation else "") + ".")
+                   + (f"; at the largest test size the best is {extrapolation}" if extrapolation else "") + "."
+                   + ("".join(f" {line}" for line in trained_rules))
+                   + (" Best of k with a stop selector (first split, seed means) — " + "; ".join(selectors) + "."
+                      if selectors else ""))
     finals = fixed_point_finals(variants)
     if finals:
         per_model: dict[str, list[bool]] = defaultdict(list)
