@@ -447,6 +447,10 @@ def test_the_main_comparison_is_each_model_at_its_preset(tmp_path):
     assert [v.label for v in main_variants(variants)] == ["transformer"]
     pivot = accuracy_pivot(variants).set_index("model")["maze"]
     assert pivot["transformer"].startswith("**30.5") and not pivot["transformer (act=True)"].startswith("**")
+    # the first-screen table holds the main variant only; the ablation has its own
+    assert accuracy_pivot(variants, rows="main")["model"].tolist() == ["transformer"]
+    ablations = accuracy_pivot(variants, rows="ablations").set_index("model")["maze"]
+    assert ablations.index.tolist() == ["transformer (act=True)"] and not ablations.iloc[0].startswith("**")
 
 
 def test_an_ablation_back_at_a_default_is_named_by_that_default(tmp_path):

@@ -28,9 +28,10 @@ PIVOT_NOTE = ("Exact accuracy (%) on each task's first evaluation split, mean ov
               "that stays inside [0, 100]: for one seed the Wilson score interval of its correct count "
               "(“1 seed”), for several the Student-t interval of the seeds' logits, never narrower than the "
               "examples' binomial error (docs/report.md). Bold: the best mean of each task among the main "
-              "variants, as the ranking counts. Rows are variants: a model alone is that model at its "
-              "preset, the others are ablations named by the keys they change (for a study made at an "
-              "older preset, by the keys that tell the model's variants apart).")
+              "variants, as the ranking counts. This table holds those main variants: each model at its "
+              "preset (for a study made at an older preset, the variant the ranking counts). The ablations "
+              "follow in their own table, named by the keys they change.")
+ABLATIONS_NOTE = "Ablations: the same measure for every other variant, named by the keys it changes from its preset:"
 
 
 PROTOCOL_NOTE = ("{tasks}: at this preset these tasks cannot be learnt (about 10^13 training FLOPs per run "
@@ -87,7 +88,10 @@ def report_blocks(results: Path, variants: list[Variant], warnings: list[str], o
     answers = _attempt(warnings, "the answers", headlines, evidence, pairs) or []
     blocks += [("h2", "Answers"), ("list", [f"**{question}** {answer}" for question, answer in answers])]
     if evidence:
-        blocks += [("h2", "Exact accuracy"), ("p", PIVOT_NOTE), ("table", accuracy_pivot(evidence))]
+        blocks += [("h2", "Exact accuracy"), ("p", PIVOT_NOTE), ("table", accuracy_pivot(evidence, rows="main"))]
+        ablations = accuracy_pivot(evidence, rows="ablations")
+        if len(ablations):
+            blocks += [("p", ABLATIONS_NOTE), ("table", ablations)]
         blocks += figure(figures_accuracy.accuracy_by_task, evidence, styles)
     if checks:
         blocks += [("h2", "Protocol checks"),

@@ -28,22 +28,26 @@ def stat_cell(values: list[float], fmt: Callable[[float], str] = "{:.3g}".format
     return f"{fmt(interval.mean)} ± {fmt(interval.half_width)}{unit} (n={interval.n})"
 
 
-def accuracy_pivot(variants: list[Variant]) -> pd.DataFrame:
+def accuracy_pivot(variants: list[Variant], rows: str = "all") -> pd.DataFrame:
     """Rows: variant labels; columns: tasks; cells: exact accuracy (%) [95% interval]; the best mean
     of each task's main variants in bold, as the ranking counts (**…**; none where every variant
-    scores 0); '—' where a variant was not run on a task."""
+    scores 0); '—' where a variant was not run on a task. rows: "all", "main" (the variants the
+    ranking counts: the first screen stays short as ablations accumulate) or "ablations" (the rest)."""
     tasks = by_task(variants)
-    labels = sorted({v.label for v in variants})
+    main = {id(v) for group in tasks.values() for v in main_variants(group)}
+    keep = {"all": lambda v: True, "main": lambda v: id(v) in main, "ablations": lambda v: id(v) not in main}[rows]
+    labels = sorted({v.label for v in variants if keep(v)})
     cells: dict[str, dict[str, str]] = {label: {} for label in labels}
     for task, group in tasks.items():
         scored = [(v, v.accuracy()) for v in group if v.accuracy() is not None]
-        main = {id(v) for v in main_variants(group)}
         best = max((a.mean for v, a in scored if id(v) in main), default=None)
         for variant, interval in scored:
+            if not keep(variant):
+                continue
             text = fmt_accuracy(interval)
             cells[variant.label][task] = f"**{text}**" if id(variant) in main and interval.mean == best and best > 0 else text
-    frame = pd.DataFrame([{"model": label, **{t: cells[label].get(t, "—") for t in tasks}} for label in labels])
-    return frame
+    columns = [t for t in tasks if any(t in cells[label] for label in labels)] if rows != "all" else list(tasks)
+    return pd.DataFrame([{"model": label, **{t: cells[label].get(t, "—") for t in columns}} for label in labels])
 
 
 def cost_table(variants: list[Variant]) -> pd.DataFrame:
