@@ -69,19 +69,24 @@ def unroll(model, batch: dict[str, torch.Tensor], labels: torch.Tensor, ignore: 
     return torch.stack(features, 1), torch.stack(right, 1)
 
 
-def unrolled_pool(trainer: Trainer, data: TaskData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features (N, m, F), right (N, m)) of up to POOL_EXAMPLES training examples, drawn without
-    replacement (training-time positions, e.g. abacus offsets, drawn from torch's seeded RNG)."""
-    generator = torch.Generator().manual_seed(seed)
-    index = torch.randperm(len(data), generator=generator)[:POOL_EXAMPLES]
+def unroll_examples(trainer: Trainer, data: TaskData, index: torch.Tensor,
+                    batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, m, F), right (N, m)) of the examples `index` of `data`, in batches of batch_size."""
     model = trainer.eval_model().eval()
     features, right = [], []
-    for chunk in index.split(trainer.config.eval_batch_size):
+    for chunk in index.split(batch_size):
         batch = {k: v.to(trainer.device) for k, v in data.batch(chunk).items()}
         chunk_features, chunk_right = unroll(model, batch, batch["labels"], trainer.spec.ignore_label)
         features.append(chunk_features)
         right.append(chunk_right)
     return torch.cat(features), torch.cat(right)
+
+
+def unrolled_pool(trainer: Trainer, data: TaskData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """unroll_examples of up to POOL_EXAMPLES training examples, drawn without replacement
+    (training-time positions, e.g. abacus offsets, drawn from torch's seeded RNG)."""
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:POOL_EXAMPLES]
+    return unroll_examples(trainer, data, index, trainer.config.eval_batch_size)
 
 
 def train_selector(trainer: Trainer, data: TaskData, steps: int, seed: int) -> tuple[StopSelector, dict[str, Any]]:
@@ -165,18 +170,11 @@ def selected_steps(selector: StopSelector, features: torch.Tensor) -> torch.Tens
 @torch.no_grad()
 def evaluate_stops(trainer: Trainer, selector: StopSelector, data: TaskData, batch_size: int) -> dict[str, Any]:
     """Exact accuracy with the selector's stop, after all iterations, and with the oracle stop."""
-    model = trainer.eval_model().eval()
-    chosen, last, oracle, stops = [], [], [], []
-    for start in range(0, len(data), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(data)))
-        batch = {k: v.to(trainer.device) for k, v in data.batch(index).items()}
-        features, right = unroll(model, batch, batch["labels"], trainer.spec.ignore_label)
-        stop = selected_steps(selector, features)
-        chosen.append(right[torch.arange(len(index)), stop])
-        last.append(right[:, -1])
-        oracle.append(right.any(1))
-        stops.append(stop + 1)
-    mean = lambda parts: torch.cat(parts).float().mean().item()   # noqa: E731
+    features, right = unroll_examples(trainer, data, torch.arange(len(data)), batch_size)
+    stop = selected_steps(selector, features)
+    chosen, last, oracle = right[torch.arange(len(data)), stop], right[:, -1], right.any(1)
+    mean = lambda values: values.float().mean().item()   # noqa: E731
+    model = trainer.eval_model()
     return {"selector_exact_accuracy": mean(chosen), "all_iterations_exact_accuracy": mean(last),
-            "oracle_exact_accuracy": mean(oracle), "mean_selected_iterations": mean(stops),
+            "oracle_exact_accuracy": mean(oracle), "mean_selected_iterations": mean(stop + 1),
             "iterations": getattr(model.config, iteration_count_field(model)), "examples": len(data)}
