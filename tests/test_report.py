@@ -17,6 +17,17 @@ FIGURES = ("accuracy_by_task", "forest", "pareto", "learning_curves", "learning_
            "test_time_compute", "fixed_point", "act")
 
 
+def _answer_items(text: str) -> list[str]:
+    """The Answers section's top-level bullets, each with its sub-bullets joined on."""
+    items: list[str] = []
+    for line in text.split("## Answers")[1].split("## ")[0].strip().splitlines():
+        if line.startswith("- "):
+            items.append(line)
+        elif line.startswith("  - "):
+            items[-1] += " " + line.strip()[2:]
+    return items
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
@@ -151,11 +162,12 @@ def test_the_five_questions_are_answered_from_the_runs(tmp_path):
     path, warnings = write_report(tmp_path / "results", tmp_path / "reports")
     text = path.read_text()
     assert not warnings
-    answers = text.split("## Answers")[1].split("## ")[0].strip().splitlines()
+    answers = _answer_items(text)
     assert len(answers) == 5
     one, two, three, four, five = answers
     # 1: the main variants only (the one-segment ablation is not the leader), separated after Holm
     assert "maze: hrm 62.0 [" in one and "ahead of transformer (segments=2)" in one
+    assert "still learning: 0 of 3 seeds flat" in one   # the fixture's losses still fall steeply at the end
     # 2: the outer loop: transformer 2 vs 1 segments (+30 points, 3 seeds each) survives Holm
     assert "segments S − 1" in two and "transformer (segments=2) vs transformer (segments=1) on maze +30.0 [" in two
     # 3: TRM vs HRM: 31.0 − 62.0 = −31 points
@@ -306,12 +318,11 @@ def test_question_five_states_the_deq_converged_fractions_of_the_worst_run_and_s
     path.write_text(json.dumps(broken))
     variants, warnings = load_runs(tmp_path / "results")
     assert any("diagnostics.equilibrium" in w for w in warnings)
-    lines = equilibrium_findings(variants)
-    assert len(lines) == 1
-    assert "forward tolerance 0.001 (backward 0.0001)" in lines[0] and "worst of 2 run(s)" in lines[0]
-    assert "init 100% forward, 100% backward; trained 86% forward, 3% backward" in lines[0]
+    tolerance, lines = equilibrium_findings(variants)
+    assert tolerance == "0.001/0.0001" and len(lines) == 1
+    assert lines[0] == "deq (hidden=128) on maze (2 run(s)): init 100%/100%, trained 86%/3%"
     index, _ = write_report(tmp_path / "results", tmp_path / "out")
-    assert "trained 86% forward, 3% backward" in index.read_text().split("## Answers")[1].split("## ")[0]
+    assert "trained 86%/3%" in index.read_text().split("## Answers")[1].split("## ")[0]
 
 
 def test_the_cost_tables_finished_column_counts_seeds_whose_loss_is_flat():
@@ -354,7 +365,7 @@ def test_the_extrapolation_answer_names_the_longest_split_solved_at_any_setting(
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(run))
     path, _ = write_report(tmp_path / "results", tmp_path / "reports")
-    four = path.read_text().split("## Answers")[1].split("## ")[0].strip().splitlines()[3]
+    four = _answer_items(path.read_text())[3]
     assert "on 0 of 2 variant × knob × split curves" in four                 # 16 vs 4 gains nothing
     assert "best setting (chosen on the examples it is scored on: an upper bound) raises it on 1" in four
     assert "dtnet on test_grid12 (model.eval_iterations 8 vs 4: +85.0 [" in four
@@ -377,6 +388,42 @@ def test_study_notes_keep_their_headings_tables_and_lists_apart():
     assert list(table.columns) == ["model", "test"] and table.values.tolist() == [["looped", "44.0"], ["transformer", "40.7"]]
     assert blocks[4] == ("list", ["first", "second"])
     assert "| looped      | 44.0   |" in render_markdown(blocks)
+
+
+def test_the_ranking_says_when_the_leader_has_not_finished_learning(tmp_path):
+    """Question 1 names the leader; it adds 'still learning' unless every seed's loss ended flat."""
+    import numpy as np
+    from report_fixture import _summary
+
+    from bench.report.findings import QUESTIONS, headlines
+    from bench.report.load import load_runs
+
+    rng = np.random.default_rng(0)
+    for seed in range(2):
+        run = _summary("looped", seed, 0.5, 200_000, 2e8, rng=rng)
+        if seed == 0:   # a flat tail: the last 20% of steps at one loss
+            run["train"]["curve"] = [dict(point, loss=0.3) for point in run["train"]["curve"]]
+        path = tmp_path / run["run_id"] / "summary.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(run))
+    variants, _ = load_runs(tmp_path)
+    one = {a.question: a.text for a in headlines(variants, [])}[QUESTIONS[0]]
+    assert "maze: looped" in one and "still learning: 1 of 2 seeds flat" in one
+    (tmp_path / run["run_id"] / "summary.json").write_text(json.dumps(
+        dict(run, train=dict(run["train"], curve=[dict(p, loss=0.3) for p in run["train"]["curve"]]))))
+    variants, _ = load_runs(tmp_path)
+    assert "still learning" not in {a.question: a.text for a in headlines(variants, [])}[QUESTIONS[0]]
+
+
+def test_a_bullet_keeps_its_sub_bullets_in_markdown_and_html():
+    """An answer's details render as sub-bullets under its lead, in both formats."""
+    from bench.report.render import render_html, render_markdown
+
+    blocks = [("list", ["plain", ("**Q?** lead", ("detail one", "detail `two`"))])]
+    assert render_markdown(blocks).splitlines()[:4] == ["- plain", "- **Q?** lead", "  - detail one",
+                                                        "  - detail `two`"]
+    assert ("<ul><li>plain</li><li><strong>Q?</strong> lead<ul><li>detail one</li><li>detail <code>two</code>"
+            "</li></ul></li></ul>") in render_html(blocks)
 
 
 def test_ablations_pair_with_the_run_that_spent_the_same_budget(tmp_path):
@@ -511,7 +558,7 @@ def test_the_stop_selector_table_gives_all_selector_and_oracle_accuracy_per_spli
         assert 0.0 <= low <= high <= 100.0
     # ... and the test-time question's answer states the three stops
     from bench.report.findings import QUESTIONS, headlines
-    answer = dict(headlines(variants, []))[QUESTIONS[3]]
+    answer = {a.question: a.text for a in headlines(variants, [])}[QUESTIONS[3]]
     assert ("selector's stop 55.0%, all iterations 65.0%, oracle stop 99.0% (2 seed(s), 1 of 1 selector(s) "
             "trained to a flat loss)") in answer
 
@@ -541,6 +588,6 @@ def test_a_contrast_finds_a_control_recorded_at_its_default(tmp_path):
                      "best of k − fixed iteration count": ("looped (iteration_rule=best_of_k)", "looped (iteration_rule=fixed)")}
     # the test-time question's answer also says how the iteration count was trained
     from bench.report.findings import QUESTIONS, headlines
-    answer = dict(headlines(variants, evaluate(variants)))[QUESTIONS[3]]
+    answer = {a.question: a.text for a in headlines(variants, evaluate(variants))}[QUESTIONS[3]]
     assert "random − fixed iteration count — at matched" in answer
     assert "best of k − fixed iteration count — at matched" in answer and "progressive" not in answer

@@ -86,7 +86,7 @@ def report_blocks(results: Path, variants: list[Variant], warnings: list[str], o
     evidence = [v for v in variants if not is_protocol_check(v)]
     checks = [v for v in variants if is_protocol_check(v)]
     answers = _attempt(warnings, "the answers", headlines, evidence, pairs) or []
-    blocks += [("h2", "Answers"), ("list", [f"**{question}** {answer}" for question, answer in answers])]
+    blocks += [("h2", "Answers"), ("list", [(f"**{a.question}** {a.lead}", a.details) for a in answers])]
     if evidence:
         blocks += [("h2", "Exact accuracy"), ("p", PIVOT_NOTE), ("table", accuracy_pivot(evidence, rows="main"))]
         ablations = accuracy_pivot(evidence, rows="ablations")

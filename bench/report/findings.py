@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ import pandas as pd
 from bench.report.contrasts import CONTRASTS, Pair, main_variants
 from bench.report.load import Variant, by_task, presets
 from bench.report.schema import Run
-from bench.stats import AccuracyInterval, DifferenceTest, accuracy_difference
+from bench.stats import AccuracyInterval, DifferenceTest, accuracy_difference, learning_plateau
 
 NOTHING_LEARNED = 0.05     # best mean exact accuracy below this: the task did not learn in budget
 CONVERGED = 0.05           # final relative residual below this: the state reached a fixed point
@@ -159,6 +160,22 @@ def longest_solved(variants: list[Variant], threshold: float = SOLVED) -> str:
     return "; ".join(parts)
 
 
+def run_plateau(run: Run) -> dict | None:
+    """bench.stats.learning_plateau of a run's training curve (computed here, so older summaries count too)."""
+    return learning_plateau([{"step": p.step, "lm_loss_window_mean": p.lm_loss_window_mean,
+                              "lm_loss": p.lm_loss if p.lm_loss is not None else p.loss} for p in run.train_curve])
+
+
+def unfinished(variant: Variant) -> str:
+    """'' when every seed's training loss ended flat, else '; still learning: 1 of 3 seeds flat' (or
+    '; learning not recorded'): a ranking among models still learning is a ranking at that budget."""
+    plateaus = [p for p in (run_plateau(r) for r in variant.complete) if p is not None]
+    if not plateaus:
+        return "; learning not recorded"
+    flat = sum(p["finished"] for p in plateaus)
+    return "" if flat == len(plateaus) else f"; still learning: {flat} of {len(plateaus)} seeds flat"
+
+
 def fixed_point_finals(variants: list[Variant]) -> list[tuple[Variant, str, float]]:
     """(variant, state, mean over seeds of its last defined relative residual)."""
     out = []
@@ -174,11 +191,12 @@ def fixed_point_finals(variants: list[Variant]) -> list[tuple[Variant, str, floa
     return out
 
 
-def equilibrium_findings(variants: list[Variant]) -> list[str]:
-    """One sentence per variant with diagnostics.equilibrium (the DEQ): the worst run's (and worst
+def equilibrium_findings(variants: list[Variant]) -> tuple[str, list[str]]:
+    """The DEQ's convergence, per variant with diagnostics.equilibrium: the worst run's (and worst
     segment's) share of examples whose residual at the returned state is under the forward tolerance,
-    and under the backward tolerance, before and after training."""
-    out = []
+    and under the backward tolerance, before and after training ('forward%/backward%'). Returns the
+    tolerances ('forward/backward', or 'per variant' when they differ) and one phrase per variant."""
+    rows = []
     for variant in variants:
         records = [run.equilibrium for run in variant.complete if run.equilibrium is not None]
         if not records:
@@ -187,13 +205,15 @@ def equilibrium_findings(variants: list[Variant]) -> list[str]:
         for stage in ("init", "trained"):
             forward = [r.forward[stage] for r in records if r.forward[stage] is not None]
             backward = [r.backward[stage] for r in records if r.backward[stage] is not None]
-            text = f"{stage} {100 * min(forward):.0f}% forward" if forward else f"{stage} forward not measured"
-            parts.append(text + (f", {100 * min(backward):.0f}% backward" if backward else ""))
+            text = f"{stage} {100 * min(forward):.0f}%" if forward else f"{stage} not measured"
+            parts.append(text + (f"/{100 * min(backward):.0f}%" if backward else ""))
         backward_tol = records[0].backward_tol
-        out.append(f"{variant.label} on {variant.task}: examples under the forward tolerance {records[0].tol:g}"
-                   + (f" (backward {backward_tol:g})" if backward_tol is not None else "")
-                   + f" at the returned state, worst of {len(records)} run(s) — " + "; ".join(parts))
-    return out
+        tolerance = f"{records[0].tol:g}" + (f"/{backward_tol:g}" if backward_tol is not None else "")
+        rows.append((f"{variant.label} on {variant.task} ({len(records)} run(s)", tolerance, ", ".join(parts)))
+    tolerances = {tolerance for _, tolerance, _ in rows}
+    if len(tolerances) == 1:
+        return tolerances.pop(), [f"{name}): {parts}" for name, _, parts in rows]
+    return "per variant", [f"{name}, tolerance {tolerance}): {parts}" for name, tolerance, parts in rows]
 
 
 # ------------------------------------------------------------------------------------ headlines
@@ -255,8 +275,19 @@ def _contrast_headline(pairs: list[Pair], name: str) -> str:
     return f"{name} — " + "; ".join(parts) + "."
 
 
-def headlines(variants: list[Variant], pairs: list[Pair]) -> list[tuple[str, str]]:
-    """(question, one generated sentence) for each of QUESTIONS."""
+class Answer(NamedTuple):
+    """One question's generated answer: a lead sentence and the details under it (sub-bullets)."""
+    question: str
+    lead: str
+    details: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return " ".join((self.lead, *self.details))
+
+
+def headlines(variants: list[Variant], pairs: list[Pair]) -> list[Answer]:
+    """One generated Answer for each of QUESTIONS."""
     preset = presets(variants)
     leaders, idle = [], []
     for task, group in by_task(variants).items():
@@ -269,12 +300,15 @@ def headlines(variants: list[Variant], pairs: list[Pair]) -> list[tuple[str, str
         lead = next((p for p in pairs if p.contrast.kind == "leader" and p.task == task), None)
         separated = "" if lead is None else (f", ahead of {lead.control}" if lead.significant
                                              else f", not separated from {lead.control}")
-        leaders.append(f"{task}: {scored[0][1].label} {fmt_accuracy(scored[0][0])}{separated}")
+        leaders.append(f"{task}: {scored[0][1].label} {fmt_accuracy(scored[0][0])}{separated}"
+                       f"{unfinished(scored[0][1])}")
     rank = "; ".join(leaders) if leaders else "no task has a model above 5% exact"
     if idle:
         rank += f"; {', '.join(idle)}: no model reaches {100 * NOTHING_LEARNED:.0f}% exact in the {preset} preset"
-    answers = [f"Best per task — {rank}."]
-    answers += [" ".join(_contrast_headline(pairs, name) for name in ANSWERED_BY[index]) for index in (1, 2)]
+    answers = [Answer(QUESTIONS[0], f"Best per task — {rank}.")]
+    for index in (1, 2):
+        first, *rest = [_contrast_headline(pairs, name) for name in ANSWERED_BY[index]]
+        answers.append(Answer(QUESTIONS[index], first, tuple(rest)))
     gains, best_gains = test_time_gains(variants), test_time_gains(variants, pick="best")
     helps = [g for g in gains if g.test.low is not None and g.test.low > 0]
     hurts = [g for g in gains if g.test.high is not None and g.test.high < 0]
@@ -291,29 +325,31 @@ def headlines(variants: list[Variant], pairs: list[Pair]) -> list[tuple[str, str
                  f"setting (chosen on the examples it is scored on: an upper bound) raises it on {len(best_helps)}"
                  + (f" ({shown(best_helps)})" if best_helps else "")
                  if gains else "No test-time curves were recorded")
+    # how the iteration count was trained, and the stop selector: details under the test-time answer
     trained_rules = [_contrast_headline(pairs, name) for name in ANSWERED_BY[3]
                      if any(p.contrast.name == name for p in pairs)]
     selectors = selector_findings(variants)
-    answers.append(test_time
-                   + (f". Longest split solved (seed mean ≥ {100 * SOLVED:.0f}% exact) — {solved}" if solved else "")
-                   + (f"; at the largest test size the best is {extrapolation}" if extrapolation else "") + "."
-                   + ("".join(f" {line}" for line in trained_rules))
-                   + (" Best of k with a stop selector (first split, seed means) — " + "; ".join(selectors) + "."
-                      if selectors else ""))
+    extrapolates = ((f"Longest split solved (seed mean ≥ {100 * SOLVED:.0f}% exact) — {solved}." if solved else ""),
+                    (f"At the largest test size the best is {extrapolation}." if extrapolation else ""))
+    answers.append(Answer(
+        QUESTIONS[3], test_time + ".",
+        tuple(line for line in extrapolates if line) + tuple(trained_rules)
+        + ((f"Best of k with a stop selector (first split, seed means) — {'; '.join(selectors)}.",) if selectors else ())))
     finals = fixed_point_finals(variants)
     if finals:
         per_model: dict[str, list[bool]] = defaultdict(list)
         for variant, _, value in finals:
             per_model[variant.model].append(value < CONVERGED)
-        answers.append(f"Final relative residual below {CONVERGED} (a fixed point) for {sum(sum(v) for v in per_model.values())}"
-                       f" of {len(finals)} traced states: " + ", ".join(f"{m} {sum(v)}/{len(v)}"
-                                                                       for m, v in sorted(per_model.items())) + ".")
+        fixed_points = (f"Final relative residual below {CONVERGED} (a fixed point) for "
+                        f"{sum(sum(v) for v in per_model.values())} of {len(finals)} traced states: "
+                        + ", ".join(f"{m} {sum(v)}/{len(v)}" for m, v in sorted(per_model.items())) + ".")
     else:
-        answers.append("No fixed-point traces were recorded.")
-    equilibria = equilibrium_findings(variants)
-    if equilibria:
-        answers[-1] += " Equilibrium solves: " + "; ".join(equilibria) + "."
-    return list(zip(QUESTIONS, answers))
+        fixed_points = "No fixed-point traces were recorded."
+    tolerance, equilibria = equilibrium_findings(variants)
+    answers.append(Answer(QUESTIONS[4], fixed_points, (
+        f"Equilibrium solves — the worst run's share of examples under the forward/backward tolerance "
+        f"({tolerance}) at the returned state: " + "; ".join(equilibria) + ".",) if equilibria else ()))
+    return answers
 
 
 def _extrapolation_leaders(variants: list[Variant]) -> str:

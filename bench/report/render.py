@@ -1,7 +1,7 @@
 """Markdown and self-contained HTML from one list of blocks, so the two show the same report.
 
-Blocks: ("h1"|"h2"|"h3", text), ("p", text), ("list", [text]), ("table", DataFrame),
-("figure", Drawn). Text may use **bold** and `code`; table cells may use **bold**. The HTML embeds
+Blocks: ("h1"|"h2"|"h3", text), ("p", text), ("list", [item]), ("table", DataFrame),
+("figure", Drawn). A list item is a text, or (text, [text]) for a bullet with sub-bullets. Text may use **bold** and `code`; table cells may use **bold**. The HTML embeds
 every figure as a base64 PNG; the markdown links figures/<name>.png beside it.
 """
 from __future__ import annotations
@@ -32,13 +32,27 @@ def render_markdown(blocks: list[tuple]) -> str:
         elif kind == "p":
             lines += [content[0], ""]
         elif kind == "list":
-            lines += [f"- {item}" for item in content[0]] + [""]
+            for text, subitems in map(_split_item, content[0]):
+                lines += [f"- {text}"] + [f"  - {sub}" for sub in subitems]
+            lines.append("")
         elif kind == "table":
             lines += [content[0].to_markdown(index=False, disable_numparse=True), ""]
         elif kind == "figure":
             figure = content[0]
             lines += [f"![{figure.title}](figures/{figure.name}.png)", "", f"*{figure.caption}*", ""]
     return "\n".join(lines)
+
+
+def _split_item(item) -> tuple[str, list[str]]:
+    return (item, []) if isinstance(item, str) else (item[0], list(item[1]))
+
+
+def _list_html(items: list) -> str:
+    parts = []
+    for text, subitems in map(_split_item, items):
+        nested = "<ul>" + "".join(f"<li>{inline(sub)}</li>" for sub in subitems) + "</ul>" if subitems else ""
+        parts.append(f"<li>{inline(text)}{nested}</li>")
+    return "<ul>" + "".join(parts) + "</ul>"
 
 
 def _table_html(frame) -> str:
@@ -54,7 +68,7 @@ def render_html(blocks: list[tuple], title: str = "recurrent-bench report") -> s
         elif kind == "p":
             body.append(f"<p>{inline(content[0])}</p>")
         elif kind == "list":
-            body.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in content[0]) + "</ul>")
+            body.append(_list_html(content[0]))
         elif kind == "table":
             body.append(_table_html(content[0]))
         elif kind == "figure":

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from bench.report.contrasts import main_variants
-from bench.report.findings import fmt_accuracy
+from bench.report.findings import fmt_accuracy, run_plateau
 from bench.report.load import Variant, by_task
-from bench.stats import accuracy_interval, learning_plateau, mean_interval
+from bench.stats import accuracy_interval, mean_interval
 
 
 def stat_cell(values: list[float], fmt: Callable[[float], str] = "{:.3g}".format, scale: float = 1.0,
@@ -68,12 +68,6 @@ def cost_table(variants: list[Variant]) -> pd.DataFrame:
             "device": ", ".join(sorted({r.device for r in variant.complete})) or "—",
         })
     return pd.DataFrame(rows)
-
-
-def run_plateau(run) -> dict | None:
-    """bench.stats.learning_plateau of a run's training curve (computed here, so older summaries count too)."""
-    return learning_plateau([{"step": p.step, "lm_loss_window_mean": p.lm_loss_window_mean,
-                              "lm_loss": p.lm_loss if p.lm_loss is not None else p.loss} for p in run.train_curve])
 
 
 def finished_cell(variant: Variant) -> str:
