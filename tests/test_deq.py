@@ -279,3 +279,13 @@ def test_jacobian_term_lowers_the_jacobian_and_its_flops_are_counted():
     from bench.config import TrainConfig
     from bench.trainer import Trainer
     assert Trainer(small_deq(), SPEC, TrainConfig(), "cpu", progress=False).step_cost_varies
+
+
+def test_the_prefix_sums_cpu_preset_raises_the_deqs_jacobian_weight_and_nothing_else():
+    """The prefix-sums cpu preset sets the Jacobian weight to 2.0 (docs/models/deq.md); the DEQ keeps
+    its default 0.5 elsewhere, and models without the field get no such key."""
+    from bench.config import resolve
+
+    assert resolve("deq", "prefix_sums", "cpu").model.jacobian_weight == 2.0
+    assert resolve("deq", "addition", "cpu").model.jacobian_weight == 0.5
+    assert not hasattr(resolve("looped", "prefix_sums", "cpu").model, "jacobian_weight")
