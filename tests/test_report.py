@@ -167,7 +167,7 @@ def test_the_five_questions_are_answered_from_the_runs(tmp_path):
     one, two, three, four, five = answers
     # 1: the main variants only (the one-segment ablation is not the leader), separated after Holm
     assert "maze: hrm 62.0 [" in one and "ahead of transformer (segments=2)" in one
-    assert "still learning: 0 of 3 seeds flat" in one   # the fixture's losses still fall steeply at the end
+    assert "(loss flat at the end on 0 of 3 seeds)" in one   # the fixture's losses still fall steeply at the end
     # 2: the outer loop: transformer 2 vs 1 segments (+30 points, 3 seeds each) survives Holm
     assert "segments S − 1" in two and "transformer (segments=2) vs transformer (segments=1) on maze +30.0 [" in two
     # 3: TRM vs HRM: 31.0 − 62.0 = −31 points
@@ -391,7 +391,7 @@ def test_study_notes_keep_their_headings_tables_and_lists_apart():
 
 
 def test_the_ranking_says_when_the_leader_has_not_finished_learning(tmp_path):
-    """Question 1 names the leader; it adds 'still learning' unless every seed's loss ended flat."""
+    """Question 1 names the leader; it says on how many seeds the loss ended flat unless on all."""
     import numpy as np
     from report_fixture import _summary
 
@@ -408,11 +408,11 @@ def test_the_ranking_says_when_the_leader_has_not_finished_learning(tmp_path):
         path.write_text(json.dumps(run))
     variants, _ = load_runs(tmp_path)
     one = {a.question: a.text for a in headlines(variants, [])}[QUESTIONS[0]]
-    assert "maze: looped" in one and "still learning: 1 of 2 seeds flat" in one
+    assert "maze: looped" in one and "(loss flat at the end on 1 of 2 seeds)" in one
     (tmp_path / run["run_id"] / "summary.json").write_text(json.dumps(
         dict(run, train=dict(run["train"], curve=[dict(p, loss=0.3) for p in run["train"]["curve"]]))))
     variants, _ = load_runs(tmp_path)
-    assert "still learning" not in {a.question: a.text for a in headlines(variants, [])}[QUESTIONS[0]]
+    assert "loss flat at the end" not in {a.question: a.text for a in headlines(variants, [])}[QUESTIONS[0]]
 
 
 def test_a_bullet_keeps_its_sub_bullets_in_markdown_and_html():

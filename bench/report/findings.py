@@ -167,13 +167,13 @@ def run_plateau(run: Run) -> dict | None:
 
 
 def unfinished(variant: Variant) -> str:
-    """'' when every seed's training loss ended flat, else '; still learning: 1 of 3 seeds flat' (or
-    '; learning not recorded'): a ranking among models still learning is a ranking at that budget."""
+    """'' when every seed's training loss ended flat, else ' (loss flat at the end on 1 of 3 seeds)' (or
+    ' (learning not recorded)'): a ranking among models still learning is a ranking at that budget."""
     plateaus = [p for p in (run_plateau(r) for r in variant.complete) if p is not None]
     if not plateaus:
-        return "; learning not recorded"
+        return " (learning not recorded)"
     flat = sum(p["finished"] for p in plateaus)
-    return "" if flat == len(plateaus) else f"; still learning: {flat} of {len(plateaus)} seeds flat"
+    return "" if flat == len(plateaus) else f" (loss flat at the end on {flat} of {len(plateaus)} seeds)"
 
 
 def fixed_point_finals(variants: list[Variant]) -> list[tuple[Variant, str, float]]:
@@ -300,8 +300,8 @@ def headlines(variants: list[Variant], pairs: list[Pair]) -> list[Answer]:
         lead = next((p for p in pairs if p.contrast.kind == "leader" and p.task == task), None)
         separated = "" if lead is None else (f", ahead of {lead.control}" if lead.significant
                                              else f", not separated from {lead.control}")
-        leaders.append(f"{task}: {scored[0][1].label} {fmt_accuracy(scored[0][0])}{separated}"
-                       f"{unfinished(scored[0][1])}")
+        leaders.append(f"{task}: {scored[0][1].label} {fmt_accuracy(scored[0][0])}{unfinished(scored[0][1])}"
+                       f"{separated}")
     rank = "; ".join(leaders) if leaders else "no task has a model above 5% exact"
     if idle:
         rank += f"; {', '.join(idle)}: no model reaches {100 * NOTHING_LEARNED:.0f}% exact in the {preset} preset"
