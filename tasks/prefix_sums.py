@@ -74,7 +74,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "train.weight_decay": 2e-4, "train.loss": "softmax", "train.segments": 1, "train.grad_clip": 1.0,
             "train.eval_batch_size": 250, "train.diagnostics_examples": 256,
             # the DEQ only: at its default Jacobian weight (0.5) 15% of prefix-sum strings end short of the
-            # forward tolerance after training; at 2.0, 3.5% (docs/models/deq.md)
+            # forward tolerance after training; at 2.0, 1.6–4.3% over 3 seeds, though 2 of them do not
+            # learn (docs/models/deq.md)
             "model.jacobian_weight": 2.0},
     # a first run within a few minutes (not the study's numbers)
     "quick": {"train.steps": 400, "task.test_size": 200},

@@ -323,6 +323,18 @@ def test_question_five_states_the_deq_converged_fractions_of_the_worst_run_and_s
     assert lines[0] == "deq (hidden=128) on maze (2 run(s)): init 100%/100%, trained 86%/3%"
     index, _ = write_report(tmp_path / "results", tmp_path / "out")
     assert "trained 86%/3%" in index.read_text().split("## Answers")[1].split("## ")[0]
+    # a variant solved to another tolerance: each phrase then states its own
+    other = _summary("deq", 6, 0.2, 200_000, 2e8, rng=rng)
+    other["run_id"] += "-tight"
+    other["config"]["model"]["hidden"] = 96
+    other["diagnostics"]["equilibrium"] = {"tol": 1e-5, "backward_tol": 1e-5, "init": _equilibrium_record((1.0, 1.0), 1.0),
+                                           "trained": _equilibrium_record((0.99, 1.0), 1.0)}
+    path = tmp_path / "results" / other["run_id"] / "summary.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(other))
+    tolerance, lines = equilibrium_findings(load_runs(tmp_path / "results")[0])
+    assert tolerance == "per variant" and len(lines) == 2
+    assert "deq (hidden=96) on maze (1 run(s), tolerance 1e-05/1e-05): init 100%/100%, trained 99%/100%" in lines
 
 
 def test_the_cost_tables_finished_column_counts_seeds_whose_loss_is_flat():

@@ -166,10 +166,15 @@ def run_plateau(run: Run) -> dict | None:
                               "lm_loss": p.lm_loss if p.lm_loss is not None else p.loss} for p in run.train_curve])
 
 
+def variant_plateaus(variant: Variant) -> list[dict]:
+    """run_plateau of each complete run of the variant that records a training curve."""
+    return [p for p in (run_plateau(r) for r in variant.complete) if p is not None]
+
+
 def unfinished(variant: Variant) -> str:
     """'' when every seed's training loss ended flat, else ' (loss flat at the end on 1 of 3 seeds)' (or
     ' (learning not recorded)'): a ranking among models still learning is a ranking at that budget."""
-    plateaus = [p for p in (run_plateau(r) for r in variant.complete) if p is not None]
+    plateaus = variant_plateaus(variant)
     if not plateaus:
         return " (learning not recorded)"
     flat = sum(p["finished"] for p in plateaus)

@@ -1,8 +1,9 @@
 """Markdown and self-contained HTML from one list of blocks, so the two show the same report.
 
 Blocks: ("h1"|"h2"|"h3", text), ("p", text), ("list", [item]), ("table", DataFrame),
-("figure", Drawn). A list item is a text, or (text, [text]) for a bullet with sub-bullets. Text may use **bold** and `code`; table cells may use **bold**. The HTML embeds
-every figure as a base64 PNG; the markdown links figures/<name>.png beside it.
+("figure", Drawn). A list item is a text, or (text, [text]) for a bullet with sub-bullets. Text may
+use **bold** and `code`; table cells may use **bold**. The HTML embeds every figure as a base64 PNG;
+the markdown links figures/<name>.png beside it.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.contrasts import main_variants
-from bench.report.findings import fmt_accuracy, run_plateau
+from bench.report.findings import fmt_accuracy, variant_plateaus
 from bench.report.load import Variant, by_task
 from bench.stats import accuracy_interval, mean_interval
 
@@ -72,7 +72,7 @@ def cost_table(variants: list[Variant]) -> pd.DataFrame:
 
 def finished_cell(variant: Variant) -> str:
     """'2 of 3 seeds (loss −1.2%…−6.0% over the last 20%)': how many seeds' training loss was flat at the end."""
-    plateaus = [p for p in (run_plateau(r) for r in variant.complete) if p is not None]
+    plateaus = variant_plateaus(variant)
     if not plateaus:
         return "—"
     drops = sorted(p["relative_drop"] for p in plateaus)
