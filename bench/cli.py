@@ -23,10 +23,12 @@ from tasks.registry import PRESETS
 PRESET_HELP = {
     "smoke": "seconds; for tests",
     "quick": "the cpu preset at a shorter budget: a first run in ≤ 3 min (default of bench run; still learning)",
-    "cpu": "the CPU study's: learning finished, ≤ 10 min a run on 2 cores (default of sweep, info, data)",
+    "cpu": "the CPU study's: ≈10 min a run on 2 cores, learning finished where that budget allows "
+           "(docs/presets.md; default of sweep, info, data)",
     "paper": "the published configuration; for GPUs",
 }
 USER_ERRORS = (ConfigError, ResultsError, DataError)
+PROJECT_PACKAGES = ("bench", "models", "tasks")
 
 
 # OpenMP's idle worker threads sleep instead of spinning (docs/threads.md: spinning threads halve the
@@ -502,6 +504,14 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         click.echo(f"error: {error}", err=True)
         return 2
+    except ModuleNotFoundError as error:
+        # a dependency left out of the install (the commands import torch & co. lazily, so this is where
+        # a new user who skipped `pip install` lands); a missing module of our own is a bug: traceback
+        if (error.name or "").split(".")[0] in PROJECT_PACKAGES:
+            raise
+        click.echo(f"error: the Python module '{error.name}' is not installed; install the project first: "
+                   "pip install -c constraints-cpu.txt -e .  (README, 'Two commands')", err=True)
+        return 1
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130

@@ -69,4 +69,7 @@ if [[ $PART == all || $PART == ablations ]]; then
   for weight in 0.5 1.0; do
     sweep --models deq --tasks prefix_sums --seeds 1 --set model.jacobian_weight=$weight
   done
+  # learning finished? maze's two leaders at twice the steps (the cosine schedule stretched with them):
+  # whether their accuracies and their order move when training goes on (docs/presets.md)
+  sweep --models looped,transformer --tasks maze --seeds 2 --set train.steps=2400
 fi

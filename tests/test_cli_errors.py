@@ -166,6 +166,31 @@ def test_exit_status_seen_by_the_shell(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: unknown key 'train.nope'"), completed.stderr
 
 
+def test_a_dependency_left_out_of_the_install_is_one_line(tmp_path):
+    """A new user who skipped `pip install` (here: torch hidden from the import system) gets one line
+    that says what to install, exit 1, and no run folder."""
+    hide_torch = ("import sys; sys.modules['torch'] = None; from bench.cli import main; "
+                  f"sys.exit(main({['run', *SMOKE, '--out', str(tmp_path / 'results')]!r}))")
+    completed = subprocess.run([sys.executable, "-c", hide_torch], cwd=ROOT, capture_output=True, text=True,
+                               timeout=120)
+    assert completed.returncode == 1
+    lines = completed.stderr.strip().splitlines()
+    assert lines == ["error: the Python module 'torch' is not installed; install the project first: "
+                     "pip install -c constraints-cpu.txt -e .  (README, 'Two commands')"], completed.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_a_missing_module_of_our_own_is_a_bug_not_an_install_step(monkeypatch):
+    """Only third-party modules read as an install step; a broken import inside bench/models/tasks
+    keeps its traceback, so it cannot hide as user advice."""
+    def broken(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'models.nope'", name="models.nope")
+
+    monkeypatch.setattr("bench.cli.cli.main", broken)
+    with pytest.raises(ModuleNotFoundError):
+        main(["list"])
+
+
 # ---- issue 22: inputs the config accepted but the code could not, files that are not what they claim,
 # commands that succeed at nothing. Exit 2 exactly, and no run folder left at "running".
 PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"

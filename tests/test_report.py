@@ -603,3 +603,38 @@ def test_a_contrast_finds_a_control_recorded_at_its_default(tmp_path):
     answer = {a.question: a.text for a in headlines(variants, evaluate(variants))}[QUESTIONS[3]]
     assert "random − fixed iteration count — at matched" in answer
     assert "best of k − fixed iteration count — at matched" in answer and "progressive" not in answer
+
+
+def test_a_model_trained_longer_is_compared_with_itself_at_the_preset(tmp_path):
+    """The "longer" contrast pairs a run at more steps (nothing else changed) with the model's preset
+    run; question 1 gives each such pair and says whether the models' order survives the longer
+    training."""
+    import numpy as np
+    from report_fixture import _summary
+
+    from bench.config import resolve
+    from bench.report.contrasts import LONGER, evaluate
+    from bench.report.findings import QUESTIONS, headlines
+    from bench.report.load import load_runs
+
+    rng = np.random.default_rng(0)
+    # (model, steps, accuracy): the transformer leads at the preset's 1200 steps, looped at 2400
+    for model, steps, accuracy in (("transformer", 1200, 0.40), ("looped", 1200, 0.30),
+                                   ("transformer", 2400, 0.42), ("looped", 2400, 0.55),
+                                   ("looped", 600, 0.10)):   # fewer steps: not "longer", no pair
+        for seed in range(3):
+            run = _summary(model, seed, accuracy + 0.01 * seed, 200_000, 2e8, rng=rng)
+            run["config"] = resolve(model, "maze", "cpu", seed=seed).to_dict()
+            run["config"]["train"]["steps"] = steps
+            run["run_id"] = run["config_hash"] = f"{model}-{steps}-{seed}"
+            path = tmp_path / run["run_id"] / "summary.json"
+            path.parent.mkdir()
+            path.write_text(json.dumps(run))
+    variants, _ = load_runs(tmp_path)
+    longer = sorted((p.treatment, p.control, p.matched) for p in evaluate(variants) if p.contrast.kind == "longer")
+    assert longer == [("looped (steps=2400)", "looped", LONGER),
+                      ("transformer (steps=2400)", "transformer", LONGER)]
+    (answer,) = [a for a in headlines(variants, evaluate(variants)) if a.question == QUESTIONS[0]]
+    (detail,) = answer.details
+    assert "looped (steps=2400) 56.0 [" in detail and "vs looped +25.0 [" in detail
+    assert "the order changes: transformer > looped at the preset, looped > transformer trained longer" in detail

@@ -10,6 +10,8 @@ A `Contrast` says which variant is compared against which:
 - kind "model": the main variants (see `main_variants`) of model `treatment` vs model `control` on
   each task.
 - kind "leader": on each task, the best main variant vs the runner-up (the ranking's claim).
+- kind "longer": a model trained for more steps than its main variant (and otherwise alike) vs that
+  main variant: has learning finished at the preset's budget, or would the ranking move with more?
 - kind "act": within every run with ACT diagnostics, learned halting vs running all segments (paired
   by seed: the same model and examples).
 
@@ -32,12 +34,13 @@ from bench.stats import DifferenceTest, accuracy_difference, holm, mean_interval
 ALPHA = 0.05
 BUDGET_KEYS = frozenset({"train.budget", "train.steps", "train.max_examples", "train.max_flops"})
 BUDGET_TOLERANCE = 0.02   # seed means of a spent budget within 2%: "matched"
+LONGER = "none (the treatment trains longer)"   # what a "longer" pair spent alike, by design
 
 
 @dataclass(frozen=True)
 class Contrast:
     name: str          # as the report prints it, "treatment − control"
-    kind: str          # config | model | leader | act
+    kind: str          # config | model | leader | longer | act
     key: str = ""      # the config key (kind "config")
     treatment: Any = None
     control: Any = None
@@ -45,6 +48,7 @@ class Contrast:
 
 CONTRASTS: tuple[Contrast, ...] = (
     Contrast("best − runner-up", "leader"),
+    Contrast("more steps − the preset's (has learning finished?)", "longer"),
     Contrast("segments S − 1 (outer loop)", "config", "train.segments", ">1", 1),
     Contrast("TRM − HRM (full last-cycle backprop vs one-step gradient)", "model", "model_name", "trm", "hrm"),
     Contrast("last-cycle − one-step gradient (HRM's network)", "config", "model.gradient", "last_cycle", "one_step"),
@@ -72,9 +76,14 @@ class Pair:
         return self.adjusted_p is not None and self.adjusted_p < ALPHA
 
 
+def _number(variant: Variant, key: str, default: float) -> float:
+    """A numeric config value of the variant (`default` where it records none)."""
+    value = variant.flat.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
 def _segments(variant: Variant) -> float:
-    value = variant.flat.get("train.segments")
-    return float(value) if isinstance(value, (int, float)) else 1.0
+    return _number(variant, "train.segments", 1.0)
 
 
 def main_variants(group: list[Variant]) -> list[Variant]:
@@ -174,6 +183,11 @@ def _pairs(contrast: Contrast, task: str, group: list[Variant]) -> list[tuple[st
         ranked = sorted((v for v in main if v.accuracy()), key=lambda v: -v.accuracy().mean)
         return [(ranked[0].label, ranked[1].label, _accuracy_test(ranked[0], ranked[1]),
                  matched_budgets(ranked[0], ranked[1]))] if len(ranked) > 1 else []
+    if contrast.kind == "longer":
+        return [(a.label, b.label, _accuracy_test(a, b), LONGER) for b in main for a in group
+                if a.complete and (a.model, a.preset) == (b.model, b.preset)
+                and differing_keys(a.flat, b.flat) == {"train.steps"}
+                and _number(a, "train.steps", 0.0) > _number(b, "train.steps", 0.0)]
     if contrast.kind == "model":
         return [(a.label, b.label, _accuracy_test(a, b), matched_budgets(a, b)) for a in main
                 if a.model == contrast.treatment for b in main if b.model == contrast.control]

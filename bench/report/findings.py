@@ -181,6 +181,31 @@ def unfinished(variant: Variant) -> str:
     return "" if flat == len(plateaus) else f" (loss flat at the end on {flat} of {len(plateaus)} seeds)"
 
 
+def _by_accuracy(variants: list[Variant]) -> list[str]:
+    """The models of these variants, best seed-mean exact accuracy first."""
+    scored = sorted({v.label: v for v in variants}.values(), key=lambda v: -v.accuracy().mean)
+    return [v.model for v in scored]
+
+
+def longer_training(variants: list[Variant], pairs: list[Pair]) -> list[str]:
+    """Question 1's check on its own budget, per task with "longer" pairs: each model trained for more
+    steps against itself at the preset, and whether the order of those models stays the same."""
+    out = []
+    for task, group in by_task(variants).items():
+        mine = [p for p in pairs if p.contrast.kind == "longer" and p.task == task]
+        if not mine:
+            continue
+        label = {v.label: v for v in group}
+        gains = "; ".join(f"{p.treatment} {fmt_accuracy(label[p.treatment].accuracy())}"
+                          f"{unfinished(label[p.treatment])} vs {p.control} {fmt_difference(p.test)}" for p in mine)
+        before, after = (_by_accuracy([label[p.control] for p in mine]),
+                         _by_accuracy([label[p.treatment] for p in mine]))
+        verdict = ("the order of these models is the same" if before == after else
+                   f"the order changes: {' > '.join(before)} at the preset, {' > '.join(after)} trained longer")
+        out.append(f"{task}: {gains}; {verdict}")
+    return out
+
+
 def fixed_point_finals(variants: list[Variant]) -> list[tuple[Variant, str, float]]:
     """(variant, state, mean over seeds of its last defined relative residual)."""
     out = []
@@ -310,7 +335,10 @@ def headlines(variants: list[Variant], pairs: list[Pair]) -> list[Answer]:
     rank = "; ".join(leaders) if leaders else "no task has a model above 5% exact"
     if idle:
         rank += f"; {', '.join(idle)}: no model reaches {100 * NOTHING_LEARNED:.0f}% exact in the {preset} preset"
-    answers = [Answer(QUESTIONS[0], f"Best per task — {rank}.")]
+    longer = longer_training(variants, pairs)
+    answers = [Answer(QUESTIONS[0], f"Best per task — {rank}.", (
+        "Trained for more steps (the schedule stretched with them; has learning finished?) — "
+        + " · ".join(longer) + ".",) if longer else ())]
     for index in (1, 2):
         first, *rest = [_contrast_headline(pairs, name) for name in ANSWERED_BY[index]]
         answers.append(Answer(QUESTIONS[index], first, tuple(rest)))
