@@ -72,4 +72,8 @@ if [[ $PART == all || $PART == ablations ]]; then
   # learning finished? maze's two leaders at twice the steps (the cosine schedule stretched with them):
   # whether their accuracies and their order move when training goes on (docs/presets.md)
   sweep --models looped,transformer --tasks maze --seeds 2 --set train.steps=2400
+  # ... and the transformer (the cheaper of the two) at four times the steps: is 2400 enough?
+  sweep --models transformer --tasks maze --seeds 1 --set train.steps=4800
+  # ... and multiplication's two leaders at four times the steps, one seed (a Mamba run is ≈ 16 min)
+  sweep --models transformer,mamba --tasks multiplication --seeds 1 --set train.steps=4000
 fi

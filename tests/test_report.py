@@ -636,5 +636,6 @@ def test_a_model_trained_longer_is_compared_with_itself_at_the_preset(tmp_path):
                       ("transformer (steps=2400)", "transformer", LONGER)]
     (answer,) = [a for a in headlines(variants, evaluate(variants)) if a.question == QUESTIONS[0]]
     (detail,) = answer.details
-    assert "looped (steps=2400) 56.0 [" in detail and "vs looped +25.0 [" in detail
-    assert "the order changes: transformer > looped at the preset, looped > transformer trained longer" in detail
+    assert "looped (steps=2400): 56.0 [" in detail and "+25.0 [" in detail
+    assert "against the preset's (31.0 [" in detail and "seeds)" in detail and "loss flat at the end on " in detail
+    assert "the order changes: transformer > looped at the preset, looped > transformer at 2400 steps" in detail

@@ -187,6 +187,14 @@ def _by_accuracy(variants: list[Variant]) -> list[str]:
     return [v.model for v in scored]
 
 
+def _with_plateaus(variant: Variant) -> str:
+    """'57.6 [14.5, 91.6], loss flat at the end on 2 of 2 seeds': a flat tail under a decaying rate is
+    not proof that learning finished, so the count stands beside what more steps bought."""
+    plateaus = variant_plateaus(variant)
+    flat = f", loss flat at the end on {sum(p['finished'] for p in plateaus)} of {len(plateaus)} seeds" if plateaus else ""
+    return fmt_accuracy(variant.accuracy(), seeds=False) + flat
+
+
 def longer_training(variants: list[Variant], pairs: list[Pair]) -> list[str]:
     """Question 1's check on its own budget, per task with "longer" pairs: each model trained for more
     steps against itself at the preset, and whether the order of those models stays the same."""
@@ -196,13 +204,19 @@ def longer_training(variants: list[Variant], pairs: list[Pair]) -> list[str]:
         if not mine:
             continue
         label = {v.label: v for v in group}
-        gains = "; ".join(f"{p.treatment} {fmt_accuracy(label[p.treatment].accuracy())}"
-                          f"{unfinished(label[p.treatment])} vs {p.control} {fmt_difference(p.test)}" for p in mine)
-        before, after = (_by_accuracy([label[p.control] for p in mine]),
-                         _by_accuracy([label[p.treatment] for p in mine]))
-        verdict = ("the order of these models is the same" if before == after else
-                   f"the order changes: {' > '.join(before)} at the preset, {' > '.join(after)} trained longer")
-        out.append(f"{task}: {gains}; {verdict}")
+        gains = "; ".join(f"{p.treatment}: {_with_plateaus(label[p.treatment])}, {fmt_difference(p.test)} "
+                          f"against the preset's ({_with_plateaus(label[p.control])})" for p in mine)
+        verdicts = []
+        for steps in sorted({label[p.treatment].flat.get("train.steps") for p in mine}):
+            same = [p for p in mine if label[p.treatment].flat.get("train.steps") == steps]
+            if len(same) < 2:
+                continue   # one model at this step count: no order to compare
+            before = _by_accuracy([label[p.control] for p in same])
+            after = _by_accuracy([label[p.treatment] for p in same])
+            verdicts.append(f"at {steps} steps the order of {', '.join(sorted(before))} is the same as at the preset"
+                            if before == after else f"the order changes: {' > '.join(before)} at the preset, "
+                            f"{' > '.join(after)} at {steps} steps")
+        out.append(f"{task}: " + "; ".join([gains, *verdicts]))
     return out
 
 
