@@ -171,14 +171,19 @@ def variant_plateaus(variant: Variant) -> list[dict]:
     return [p for p in (run_plateau(r) for r in variant.complete) if p is not None]
 
 
+def flat_seeds(variant: Variant) -> tuple[int, int]:
+    """(seeds whose training loss ended flat, seeds with a recorded curve)."""
+    plateaus = variant_plateaus(variant)
+    return sum(p["finished"] for p in plateaus), len(plateaus)
+
+
 def unfinished(variant: Variant) -> str:
     """'' when every seed's training loss ended flat, else ' (loss flat at the end on 1 of 3 seeds)' (or
     ' (learning not recorded)'): a ranking among models still learning is a ranking at that budget."""
-    plateaus = variant_plateaus(variant)
-    if not plateaus:
+    flat, seeds = flat_seeds(variant)
+    if not seeds:
         return " (learning not recorded)"
-    flat = sum(p["finished"] for p in plateaus)
-    return "" if flat == len(plateaus) else f" (loss flat at the end on {flat} of {len(plateaus)} seeds)"
+    return "" if flat == seeds else f" (loss flat at the end on {flat} of {seeds} seeds)"
 
 
 def _by_accuracy(variants: list[Variant]) -> list[str]:
@@ -190,9 +195,9 @@ def _by_accuracy(variants: list[Variant]) -> list[str]:
 def _with_plateaus(variant: Variant) -> str:
     """'57.6 [14.5, 91.6], loss flat at the end on 2 of 2 seeds': a flat tail under a decaying rate is
     not proof that learning finished, so the count stands beside what more steps bought."""
-    plateaus = variant_plateaus(variant)
-    flat = f", loss flat at the end on {sum(p['finished'] for p in plateaus)} of {len(plateaus)} seeds" if plateaus else ""
-    return fmt_accuracy(variant.accuracy(), seeds=False) + flat
+    flat, seeds = flat_seeds(variant)
+    return fmt_accuracy(variant.accuracy(), seeds=False) + (
+        f", loss flat at the end on {flat} of {seeds} seed{'s' * (seeds != 1)}" if seeds else "")
 
 
 def longer_training(variants: list[Variant], pairs: list[Pair]) -> list[str]:
