@@ -29,23 +29,23 @@ fi
 if [[ $PART == all || $PART == ablations ]]; then
   # in the order of the report's questions (2, 3, 4), then ACT and tied weights, then the DEQ's term
   # question 2 — the outer loop at matched examples: 1 vs 2 segments, each drawing the same number of
-  # fresh examples: on maze 38,400 (what its cpu preset draws: 1200 steps of 64 rows, each example
+  # fresh examples: on maze 76,800 (what its cpu preset draws: 2400 steps of 64 rows, each example
   # two segments), on addition 25,600
   for segments in 1 2; do
     sweep --models hrm,transformer --tasks maze --seeds 3 --set train.budget=examples \
-          --set train.max_examples=38400 --set train.segments=$segments
+          --set train.max_examples=76800 --set train.segments=$segments
     sweep --models hrm,transformer --tasks addition --seeds 3 --set train.budget=examples \
           --set train.max_examples=25600 --set train.segments=$segments
   done
   # ... and at matched training FLOPs on maze: one segment given the FLOPs of the main part's
   # 2-segment run (its summary's train.flops_total), so it sees twice the examples
-  sweep --models hrm --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=6.650953728e12
-  sweep --models transformer --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=4.0146173952e12
+  sweep --models hrm --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=1.3301907456e13
+  sweep --models transformer --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=8.0292347904e12
   # question 3 — HRM's one-step gradient vs TRM's last-cycle rule on HRM's own network, at matched
-  # training FLOPs: the one-step run of the main part spends 1200 × 5,542,461,440 FLOPs on maze
+  # training FLOPs: the one-step run of the main part spends 2400 × 5,542,461,440 FLOPs on maze
   # (its summary's train.flops_total)
   sweep --models hrm --tasks maze --seeds 3 --set model.gradient=last_cycle --set train.budget=flops \
-        --set train.max_flops=6.650953728e12
+        --set train.max_flops=1.3301907456e13
   # question 4 — how the looped model's loop count is trained: fixed, random, progressive loss,
   # best of k with a stop selector (each with one segment: the rules vary the model's own loops)
   sweep --models looped --tasks addition,prefix_sums --seeds 3 --set train.segments=1
@@ -69,11 +69,10 @@ if [[ $PART == all || $PART == ablations ]]; then
   for weight in 0.5 1.0; do
     sweep --models deq --tasks prefix_sums --seeds 1 --set model.jacobian_weight=$weight
   done
-  # learning finished? maze's two leaders at twice the steps (the cosine schedule stretched with them):
-  # whether their accuracies and their order move when training goes on (docs/presets.md)
-  sweep --models looped,transformer --tasks maze --seeds 2 --set train.steps=2400
-  # ... and the transformer (the cheaper of the two) at four times the steps: is 2400 enough?
-  sweep --models transformer --tasks maze --seeds 1 --set train.steps=4800
+  # learning finished? maze's two leaders at twice the preset's 2400 steps (the cosine schedule
+  # stretched with them): do their accuracies and their order still move? (docs/presets.md: the
+  # preset was 1200 steps until the same check at 2400 showed them mid-learning)
+  sweep --models transformer,looped --tasks maze --seeds 1 --set train.steps=4800
   # ... and multiplication's two leaders at four times the steps, one seed (a Mamba run is ≈ 16 min)
   sweep --models transformer,mamba --tasks multiplication --seeds 1 --set train.steps=4000
 fi

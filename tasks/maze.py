@@ -82,7 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # flat at the end, 1000 test mazes per split. How it was calibrated: docs/presets.md.
     "cpu": {"task.grid": 6, "task.train_size": 10000, "task.test_size": 1000, "task.eval_grids": [8],
             "model.hidden": 64, "model.num_heads": 4, "model.ffn_multiple": 32,
-            "train.steps": 1200, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,
+            "train.steps": 2400, "train.batch_size": 64, "train.lr": 1e-3, "train.lr_warmup_steps": 50,
             "train.lr_schedule": "cosine", "train.lr_min_ratio": 0.1,
             "train.weight_decay": 0.1, "train.segments": 2, "train.act": False, "train.eval_batch_size": 256,
             "train.diagnostics_examples": 128},

@@ -16,10 +16,10 @@ def test_quick_is_the_cpu_preset_with_the_tasks_quick_entry_on_top():
     for model in ("hrm", "trm", "transformer", "deq"):
         cpu, quick = resolve(model, "maze", "cpu"), resolve(model, "maze", "quick")
         assert (quick.train.steps, quick.task.test_size) == (300, 256)
-        assert (cpu.train.steps, cpu.task.test_size, cpu.task.train_size) == (1200, 1000, 10000)
+        assert (cpu.train.steps, cpu.task.test_size, cpu.task.train_size) == (2400, 1000, 10000)
         # everything else, model presets included (HRM's cpu layers, TRM's cycles), is the cpu preset's
         assert quick.model == cpu.model
-        assert dataclasses.replace(quick.train, steps=1200) == cpu.train
+        assert dataclasses.replace(quick.train, steps=2400) == cpu.train
         assert dataclasses.replace(quick.task, test_size=1000) == cpu.task
     # a task without a quick entry runs its cpu preset unchanged
     assert resolve("hrm", "sudoku", "quick").train == resolve("hrm", "sudoku", "cpu").train

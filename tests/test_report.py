@@ -607,8 +607,8 @@ def test_a_contrast_finds_a_control_recorded_at_its_default(tmp_path):
 
 def test_a_model_trained_longer_is_compared_with_itself_at_the_preset(tmp_path):
     """The "longer" contrast pairs a run at more steps (nothing else changed) with the model's preset
-    run; question 1 gives each such pair and says whether the models' order survives the longer
-    training."""
+    run; question 1 gives each task's pairs in a sub-bullet of their own and says whether the models'
+    order survives the longer training."""
     import numpy as np
     from report_fixture import _summary
 
@@ -618,24 +618,36 @@ def test_a_model_trained_longer_is_compared_with_itself_at_the_preset(tmp_path):
     from bench.report.load import load_runs
 
     rng = np.random.default_rng(0)
-    # (model, steps, accuracy): the transformer leads at the preset's 1200 steps, looped at 2400
-    for model, steps, accuracy in (("transformer", 1200, 0.40), ("looped", 1200, 0.30),
-                                   ("transformer", 2400, 0.42), ("looped", 2400, 0.55),
-                                   ("looped", 600, 0.10)):   # fewer steps: not "longer", no pair
+    # (task, model, steps as a multiple of the preset's, accuracy): on maze the transformer leads at
+    # the preset, looped at twice its steps; on addition one model is trained longer (no order to compare)
+    runs = (("maze", "transformer", 1, 0.40), ("maze", "looped", 1, 0.30),
+            ("maze", "transformer", 2, 0.42), ("maze", "looped", 2, 0.55),
+            ("maze", "looped", 0.5, 0.10),   # fewer steps: not "longer", no pair
+            ("addition", "transformer", 1, 0.20), ("addition", "transformer", 4, 0.35))
+    preset_steps = {task: resolve("transformer", task, "cpu").train.steps for task in ("maze", "addition")}
+    for task, model, multiple, accuracy in runs:
+        steps = int(preset_steps[task] * multiple)
         for seed in range(3):
             run = _summary(model, seed, accuracy + 0.01 * seed, 200_000, 2e8, rng=rng)
-            run["config"] = resolve(model, "maze", "cpu", seed=seed).to_dict()
+            run["task"] = task
+            run["config"] = resolve(model, task, "cpu", seed=seed).to_dict()
             run["config"]["train"]["steps"] = steps
-            run["run_id"] = run["config_hash"] = f"{model}-{steps}-{seed}"
+            run["run_id"] = run["config_hash"] = f"{task}-{model}-{steps}-{seed}"
             path = tmp_path / run["run_id"] / "summary.json"
             path.parent.mkdir()
             path.write_text(json.dumps(run))
     variants, _ = load_runs(tmp_path)
-    longer = sorted((p.treatment, p.control, p.matched) for p in evaluate(variants) if p.contrast.kind == "longer")
-    assert longer == [("looped (steps=2400)", "looped", LONGER),
-                      ("transformer (steps=2400)", "transformer", LONGER)]
+    maze, addition = 2 * preset_steps["maze"], 4 * preset_steps["addition"]
+    longer = sorted((p.task, p.treatment, p.control, p.matched) for p in evaluate(variants) if p.contrast.kind == "longer")
+    assert longer == [("addition", f"transformer (steps={addition})", "transformer", LONGER),
+                      ("maze", f"looped (steps={maze})", "looped", LONGER),
+                      ("maze", f"transformer (steps={maze})", "transformer", LONGER)]
     (answer,) = [a for a in headlines(variants, evaluate(variants)) if a.question == QUESTIONS[0]]
-    (detail,) = answer.details
-    assert "looped (steps=2400): 56.0 [" in detail and "+25.0 [" in detail
-    assert "against the preset's (31.0 [" in detail and "seeds)" in detail and "loss flat at the end on " in detail
-    assert "the order changes: transformer > looped at the preset, looped > transformer at 2400 steps" in detail
+    on_addition, on_maze = answer.details   # one sub-bullet per task, in task order
+    assert on_maze.startswith("More steps on maze") and "addition" not in on_maze
+    assert f"looped (steps={maze}): 56.0 [" in on_maze and "+25.0 [" in on_maze
+    assert "against the preset's (31.0 [" in on_maze and "seeds)" in on_maze and "loss flat at the end on " in on_maze
+    assert (f"the order changes: transformer > looped at the preset, looped > transformer at {maze} steps"
+            in on_maze)
+    assert on_addition.startswith("More steps on addition") and f"transformer (steps={addition}): 36.0 [" in on_addition
+    assert "order" not in on_addition   # one model: nothing to order

@@ -201,8 +201,9 @@ def _with_plateaus(variant: Variant) -> str:
 
 
 def longer_training(variants: list[Variant], pairs: list[Pair]) -> list[str]:
-    """Question 1's check on its own budget, per task with "longer" pairs: each model trained for more
-    steps against itself at the preset, and whether the order of those models stays the same."""
+    """Question 1's check on its own budget, one sentence per task with "longer" pairs: each model
+    trained for more steps against itself at the preset, and whether the order of those models stays
+    the same."""
     out = []
     for task, group in by_task(variants).items():
         mine = [p for p in pairs if p.contrast.kind == "longer" and p.task == task]
@@ -221,7 +222,8 @@ def longer_training(variants: list[Variant], pairs: list[Pair]) -> list[str]:
             verdicts.append(f"at {steps} steps the order of {', '.join(sorted(before))} is the same as at the preset"
                             if before == after else f"the order changes: {' > '.join(before)} at the preset, "
                             f"{' > '.join(after)} at {steps} steps")
-        out.append(f"{task}: " + "; ".join([gains, *verdicts]))
+        out.append(f"More steps on {task} (the schedule stretched with them; has learning finished?) — "
+                   + "; ".join([gains, *verdicts]) + ".")
     return out
 
 
@@ -355,9 +357,7 @@ def headlines(variants: list[Variant], pairs: list[Pair]) -> list[Answer]:
     if idle:
         rank += f"; {', '.join(idle)}: no model reaches {100 * NOTHING_LEARNED:.0f}% exact in the {preset} preset"
     longer = longer_training(variants, pairs)
-    answers = [Answer(QUESTIONS[0], f"Best per task — {rank}.", (
-        "Trained for more steps (the schedule stretched with them; has learning finished?) — "
-        + " · ".join(longer) + ".",) if longer else ())]
+    answers = [Answer(QUESTIONS[0], f"Best per task — {rank}.", tuple(longer))]
     for index in (1, 2):
         first, *rest = [_contrast_headline(pairs, name) for name in ANSWERED_BY[index]]
         answers.append(Answer(QUESTIONS[index], first, tuple(rest)))
