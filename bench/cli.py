@@ -23,8 +23,8 @@ from tasks.registry import PRESETS
 PRESET_HELP = {
     "smoke": "seconds; for tests",
     "quick": "the cpu preset at a shorter budget: a first run in ≤ 3 min (default of bench run; still learning)",
-    "cpu": "the CPU study's: ≈10 min a run on 2 cores, learning finished where that budget allows "
-           "(docs/presets.md; default of sweep, info, data)",
+    "cpu": "the CPU study's: learning finished where a CPU budget allows; most runs ≤ 10 min alone on "
+           "2 cores, maze's slowest ≈ 15, the DEQ's longer (docs/presets.md; default of sweep, info, data)",
     "paper": "the published configuration; for GPUs",
 }
 USER_ERRORS = (ConfigError, ResultsError, DataError)

@@ -33,7 +33,16 @@ def _check_size_and_legends(figure):
     width, height = figure.get_size_inches() * 100
     assert width == pytest.approx(1400) and height <= 2500
     figure.canvas.draw()
+    inside = figure.bbox
     for axis in _visible(figure):
+        # every label is drawn inside the figure (a label too long for the layout pushes text off it)
+        texts = [axis.xaxis.label, axis.yaxis.label]
+        for which in (axis.xaxis, axis.yaxis):   # the tick labels drawn: those inside the view limits
+            low, high = sorted(which.get_view_interval())
+            texts += [tick.label1 for tick in which.get_major_ticks() if low <= tick.get_loc() <= high]
+        for text in (t for t in texts if t.get_visible() and t.get_text()):
+            box = text.get_window_extent()
+            assert box.x0 >= inside.x0 - 1 and box.x1 <= inside.x1 + 1, text.get_text()
         legend = axis.get_legend()
         if legend is not None:   # the legend sits right of its axes, not over the data
             assert legend.get_window_extent().x0 >= axis.get_window_extent().x1 - 1
@@ -157,6 +166,20 @@ def test_forest_has_one_row_per_pair_at_its_difference(fixture):
     centres = [line.get_xdata()[0] for line in axis.lines if line.get_marker() == "o"]
     assert centres == pytest.approx([100 * p.test.difference for p in pairs])
     assert len(axis.get_yticklabels()) == len(pairs) + len({p.contrast.name for p in pairs})
+    _check_size_and_legends(drawn.figure)
+
+
+def test_forest_wraps_long_labels_inside_the_figure(fixture):
+    """Ablations with several overrides have labels of 150+ characters: they wrap, and the plot and its
+    axis label stay inside the figure."""
+    import dataclasses
+    variants, _, _ = fixture
+    long = "hrm (budget=flops, gradient=last_cycle, max_flops=6650953728000.0, segments=1, progressive_alpha=0.5)"
+    pairs = [dataclasses.replace(p, treatment=long, control=long) for p in evaluate(variants)]
+    drawn = figures_accuracy.forest(pairs)
+    (axis,) = _visible(drawn.figure)
+    assert max(len(line) for t in axis.get_yticklabels() for line in t.get_text().split("\n")) \
+        <= figures_accuracy.FOREST_LABEL_WIDTH
     _check_size_and_legends(drawn.figure)
 
 

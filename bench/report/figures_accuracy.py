@@ -83,6 +83,9 @@ def pareto(variants: list[Variant], styles: Styles) -> Drawn | None:
                  figure, data=data)
 
 
+FOREST_LABEL_WIDTH = 70   # characters per line of a row's label
+
+
 def forest(pairs: list[Pair]) -> Drawn | None:
     """Every contrast pair's difference with its 95% interval; filled = differs after Holm."""
     if not pairs:
@@ -94,7 +97,10 @@ def forest(pairs: list[Pair]) -> Drawn | None:
         if mine:
             rows.append((contrast.name, None))
             rows += [(f"{p.task} · {p.treatment} vs {p.control} · matched {p.matched}", p) for p in mine]
-    height = min(25.0, 0.24 * len(rows) + 1.2)
+    # long variant labels wrap, so the labels leave the plot most of the width and stay inside the figure
+    rows = [("\n".join(textwrap.wrap(label, FOREST_LABEL_WIDTH)), pair) for label, pair in rows]
+    lines = sum(label.count("\n") + 1 for label, _ in rows)
+    height = min(30.0, 0.13 * lines + 0.11 * len(rows) + 1.2)
     figure, axis = plt.subplots(figsize=(14.0, height), layout="constrained")
     plotted = []
     for index, (label, pair) in enumerate(rows):
