@@ -14,7 +14,7 @@ from bench.cli import main  # noqa: E402
 from bench.report import write_report  # noqa: E402
 
 FIGURES = ("accuracy_by_task", "forest", "pareto", "learning_curves", "learning_curves_flops", "extrapolation",
-           "test_time_compute", "fixed_point", "act")
+           "test_time_compute_maze", "fixed_point", "act")
 
 
 def _answer_items(text: str) -> list[str]:

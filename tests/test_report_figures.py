@@ -44,8 +44,9 @@ def _check_size_and_legends(figure):
             box = text.get_window_extent()
             assert box.x0 >= inside.x0 - 1 and box.x1 <= inside.x1 + 1, text.get_text()
         legend = axis.get_legend()
-        if legend is not None:   # the legend sits right of its axes, not over the data
+        if legend is not None:   # the legend sits right of its axes, not over the data, inside the figure
             assert legend.get_window_extent().x0 >= axis.get_window_extent().x1 - 1
+            assert legend.get_window_extent().x1 <= inside.x1 + 1
 
 
 def _pivot_means(variants):

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 from bench.report import figures_accuracy, figures_curves
 from bench.report.contrasts import evaluate
 from bench.report.findings import contrast_findings, headlines, pairs_table
-from bench.report.load import Variant, is_protocol_check, load_runs
+from bench.report.load import Variant, by_task, is_protocol_check, load_runs
 from bench.report.plotting import Drawn, Styles, save
 from bench.report.render import note_blocks, render_html, render_markdown
 from bench.report.tables import (accuracy_pivot, act_table, cost_table, diverged_lines, runs_table, stop_selector_table,
@@ -112,7 +112,8 @@ def report_blocks(results: Path, variants: list[Variant], warnings: list[str], o
     blocks += figure(figures_curves.learning_curves, variants, styles, "step")
     blocks += figure(figures_curves.learning_curves, variants, styles, "flops")
     blocks += figure(figures_accuracy.extrapolation, variants, styles)
-    blocks += figure(figures_curves.test_time, variants, styles)
+    for group in by_task(variants).values():
+        blocks += figure(figures_curves.test_time, group, styles)
     blocks += table(test_time_by_split_table, "Exact accuracy (%) at each test-time setting (columns) on every "
                                               "evaluation split, mean over seeds (n when more than one):")
     blocks += figure(figures_curves.fixed_point, variants, styles)

@@ -75,7 +75,9 @@ def learning_curves(variants: list[Variant], styles: Styles, against: str = "ste
 def test_time(variants: list[Variant], styles: Styles) -> Drawn | None:
     """Accuracy vs test-time iterations. With per-split curves (DeepThinking's plot): one panel per
     variant and knob, one line per evaluation split (test size). Otherwise one panel per task, one
-    line per variant and knob, on the first split. ★ marks the trained setting."""
+    line per variant and knob, on the first split. ★ marks the trained setting. The report draws one
+    such figure per task (named for it): a study has dozens of variant × knob panels, too many to
+    read in one figure."""
     by_split = [(v, knob) for v in variants for knob in sorted({k for r in v.complete
                                                                 for s in r.test_time_by_split.values() for k in s})]
     plt = pyplot()
@@ -100,7 +102,7 @@ def test_time(variants: list[Variant], styles: Styles) -> Drawn | None:
         caption = ("DeepThinking's plot: exact accuracy when the trained model runs with more (or fewer) "
                    "iterations than trained, one line per evaluation split (larger test sizes: lighter); ★ = trained "
                    "setting; mean over seeds on the first `train.diagnostics_examples` examples of each split.")
-        return Drawn("test_time_compute", "Test-time compute", caption, figure, data=data)
+        return Drawn(*_test_time_name(variants), caption, figure, data=data)
     tasks = {t: [(v, k) for v in g for k in sorted({k for r in v.complete for k in r.test_time})]
              for t, g in by_task(variants).items()}
     tasks = {t: lines for t, lines in tasks.items() if lines}
@@ -120,7 +122,15 @@ def test_time(variants: list[Variant], styles: Styles) -> Drawn | None:
     caption = ("Exact accuracy on the first `train.diagnostics_examples` examples of the first evaluation split when "
                "the trained model runs with more (or fewer) iterations than trained: outer segments (`segments`) or "
                "the model's own loops / solver iterations (`model.<key>`); ★ = trained setting; mean over seeds.")
-    return Drawn("test_time_compute", "Test-time compute", caption, figure, data=data)
+    return Drawn(*_test_time_name(variants), caption, figure, data=data)
+
+
+def _test_time_name(variants: list[Variant]) -> tuple[str, str]:
+    """(file name, title): 'test_time_compute_maze', 'Test-time compute: maze' for one task's variants."""
+    tasks = sorted({v.task for v in variants})
+    if len(tasks) == 1:
+        return f"test_time_compute_{tasks[0]}", f"Test-time compute: {tasks[0]}"
+    return "test_time_compute", "Test-time compute"
 
 
 def _star(axis, curves, xs, ys, colour) -> None:
@@ -135,6 +145,9 @@ def _iterations_axis(axis, title: str, knob: str) -> None:
     axis.set_xlabel(f"test-time {knob} (log₂ scale)")
     percent_axis(axis)
     axis.set_title(title, fontsize=9)
+
+
+FIXED_POINT_LEGEND_ROWS = 16
 
 
 def fixed_point(variants: list[Variant], styles: Styles) -> Drawn | None:
@@ -154,7 +167,11 @@ def fixed_point(variants: list[Variant], styles: Styles) -> Drawn | None:
             tasks[task] = lines
     if not tasks:
         return None
-    figure, axes = grid(len(tasks), 2, 3.8)
+    # one panel a row: a study traces dozens of variant × state lines, and their legend needs the room
+    # (in two columns past FIXED_POINT_LEGEND_ROWS entries)
+    columns = {task: 1 if len(lines) <= FIXED_POINT_LEGEND_ROWS else 2 for task, lines in tasks.items()}
+    legend_rows = max(math.ceil(len(lines) / columns[task]) for task, lines in tasks.items())
+    figure, axes = grid(len(tasks), 1, max(3.8, 0.16 * legend_rows + 0.8))
     data = {}
     for axis, (task, lines) in zip(axes, tasks.items()):
         for variant, state, seeds in lines:
@@ -172,7 +189,7 @@ def fixed_point(variants: list[Variant], styles: Styles) -> Drawn | None:
         axis.set_xlabel("iteration k (call order; carry.*: segment k → k+1)")
         axis.set_ylabel(r"$\|z_{k+1}-z_k\|\,/\,\|z_k\|$")
         axis.set_title(f"{task}: fixed-point residuals")
-        legend_outside(axis, fontsize=7)
+        legend_outside(axis, fontsize=7, ncols=columns[task])
     return Drawn("fixed_point", "Fixed-point residuals",
                  "Relative change of every recurrent state per iteration in the pass at the largest test-time setting, "
                  "averaged over the diagnostics subset, geometric mean over seeds; dotted grey line: 0.05 (the "
