@@ -29,14 +29,17 @@ fi
 if [[ $PART == all || $PART == ablations ]]; then
   # in the order of the report's questions (2, 3, 4), then ACT and tied weights, then the DEQ's term
   # question 2 — the outer loop at matched examples: 1 vs 2 segments, each drawing the same number of
-  # fresh examples: on maze 76,800 (what its cpu preset draws: 2400 steps of 64 rows, each example
-  # two segments), on addition 25,600
+  # fresh examples: on addition 25,600, both sides at an examples budget; on maze 76,800, what the
+  # preset's 2-segment run of part main draws (2400 steps of 64 rows, each example two segments), so
+  # that run is the 2-segment side (the report pairs it at matched examples; a 2-segment rerun at an
+  # examples budget trains the same steps: in the 1200-step study such a rerun matched it bit for bit on
+  # the same host)
   for segments in 1 2; do
-    sweep --models hrm,transformer --tasks maze --seeds 3 --set train.budget=examples \
-          --set train.max_examples=76800 --set train.segments=$segments
     sweep --models hrm,transformer --tasks addition --seeds 3 --set train.budget=examples \
           --set train.max_examples=25600 --set train.segments=$segments
   done
+  sweep --models hrm,transformer --tasks maze --seeds 3 --set train.budget=examples \
+        --set train.max_examples=76800 --set train.segments=1
   # ... and at matched training FLOPs on maze: one segment given the FLOPs of the main part's
   # 2-segment run (its summary's train.flops_total), so it sees twice the examples
   sweep --models hrm --tasks maze --seeds 3 --set train.segments=1 --set train.budget=flops --set train.max_flops=1.3301907456e13

@@ -438,10 +438,9 @@ def test_a_bullet_keeps_its_sub_bullets_in_markdown_and_html():
             "</li></ul></li></ul>") in render_html(blocks)
 
 
-def test_ablations_pair_with_the_run_that_spent_the_same_budget(tmp_path):
-    """An ablation whose budget keys differ from the main run's is compared only on what both spent
-    alike (steps, examples or FLOPs); each variant once per matched budget; a pair that spent
-    nothing alike is confounded and left out."""
+def _budget_variants(tmp_path, names):
+    """Write HRM maze variants that differ in segments, gradient and budget (3 seeds each); load them
+    and return (pairs, run-name of each label)."""
     import numpy as np
     from report_fixture import _summary
 
@@ -456,7 +455,8 @@ def test_ablations_pair_with_the_run_that_spent_the_same_budget(tmp_path):
                 "fl1": (1, "one_step", {"budget": "flops", "max_flops": 6e12}, 1200, 76_800, 6e12, 0.35),
                 "small1": (1, "one_step", {"budget": "examples", "max_examples": 9_600}, 150, 9_600, 0.75e12, 0.1),
                 "lastcycle": (2, "last_cycle", {"budget": "flops", "max_flops": 6e12}, 1000, 32_000, 5.95e12, 0.5)}
-    for name, (segments, gradient, budget, steps, examples, flops, accuracy) in variants.items():
+    for name in names:
+        segments, gradient, budget, steps, examples, flops, accuracy = variants[name]
         for seed in range(3):
             run = _summary("hrm", seed, accuracy + 0.01 * seed, 200_000, 2e8, segments=segments, rng=rng)
             run["config"]["model"]["gradient"] = gradient
@@ -467,8 +467,14 @@ def test_ablations_pair_with_the_run_that_spent_the_same_budget(tmp_path):
             path.parent.mkdir()
             path.write_text(json.dumps(run))
     loaded, _ = load_runs(tmp_path)
-    name = {v.label: v.runs[0].run_id.rsplit("-", 1)[0] for v in loaded}
-    pairs = evaluate(loaded)
+    return evaluate(loaded), {v.label: v.runs[0].run_id.rsplit("-", 1)[0] for v in loaded}
+
+
+def test_ablations_pair_with_the_run_that_spent_the_same_budget(tmp_path):
+    """An ablation whose budget keys differ from the main run's is compared only on what both spent
+    alike (steps, examples or FLOPs); each variant once per matched budget; a pair that spent
+    nothing alike is confounded and left out."""
+    pairs, name = _budget_variants(tmp_path, ("main", "ex2", "ex1", "fl1", "small1", "lastcycle"))
     segment_pairs = sorted((name[p.treatment], name[p.control], p.matched) for p in pairs
                            if p.contrast.key == "train.segments")
     gradient_pairs = [(name[p.treatment], name[p.control], p.matched) for p in pairs if p.contrast.key == "model.gradient"]
@@ -476,6 +482,15 @@ def test_ablations_pair_with_the_run_that_spent_the_same_budget(tmp_path):
     # steps and FLOPs once (the FLOP-budget run against the main run); the small run matches nothing
     assert segment_pairs == [("ex2", "ex1", "examples"), ("main", "fl1", "steps, FLOPs")]
     assert gradient_pairs == [("lastcycle", "main", "FLOPs")]
+
+
+def test_the_main_run_is_the_two_segment_side_at_matched_examples(tmp_path):
+    """Without a 2-segment rerun at an examples budget (the study's maze ablations skip it: it trains
+    the same steps as the main run), the main run pairs with the 1-segment run at matched examples."""
+    pairs, name = _budget_variants(tmp_path, ("main", "ex1", "fl1"))
+    segment_pairs = sorted((name[p.treatment], name[p.control], p.matched) for p in pairs
+                           if p.contrast.key == "train.segments")
+    assert segment_pairs == [("main", "ex1", "examples"), ("main", "fl1", "steps, FLOPs")]
 
 
 def test_the_main_comparison_is_each_model_at_its_preset(tmp_path):
