@@ -177,13 +177,18 @@ def flat_seeds(variant: Variant) -> tuple[int, int]:
     return sum(p["finished"] for p in plateaus), len(plateaus)
 
 
+def _flat_on(flat: int, seeds: int) -> str:
+    """'loss flat at the end on 2 of 3 seeds' ('1 of 1 seed')."""
+    return f"loss flat at the end on {flat} of {seeds} seed{'s' * (seeds != 1)}"
+
+
 def unfinished(variant: Variant) -> str:
     """'' when every seed's training loss ended flat, else ' (loss flat at the end on 1 of 3 seeds)' (or
     ' (learning not recorded)'): a ranking among models still learning is a ranking at that budget."""
     flat, seeds = flat_seeds(variant)
     if not seeds:
         return " (learning not recorded)"
-    return "" if flat == seeds else f" (loss flat at the end on {flat} of {seeds} seeds)"
+    return "" if flat == seeds else f" ({_flat_on(flat, seeds)})"
 
 
 def _by_accuracy(variants: list[Variant]) -> list[str]:
@@ -197,7 +202,7 @@ def _with_plateaus(variant: Variant) -> str:
     not proof that learning finished, so the count stands beside what more steps bought."""
     flat, seeds = flat_seeds(variant)
     return fmt_accuracy(variant.accuracy(), seeds=False) + (
-        f", loss flat at the end on {flat} of {seeds} seed{'s' * (seeds != 1)}" if seeds else "")
+        f", {_flat_on(flat, seeds)}" if seeds else "")
 
 
 def longer_training(variants: list[Variant], pairs: list[Pair]) -> list[str]:
