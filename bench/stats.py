@@ -10,8 +10,14 @@
   (then with the normal quantile: that variance is known, not estimated), so identical seeds (all 0%,
   all 100%) still get the width their example count allows.
 - `accuracy_difference`: a − b with a p-value. Both sides ≥ 2 seeds: Welch's t-test and interval
-  (clipped to [−1, 1]); otherwise the pooled correct counts: Fisher's exact test and Newcombe's
-  hybrid score interval (from the two Wilson intervals), which count examples, not seeds.
+  (clipped to [−1, 1]). One seed against ≥ 2: the single seed is one draw from a distribution with
+  the other side's seed spread s (equal variances: one seed cannot estimate its own), so a − b has
+  standard error s·√(1 + 1/n) and Student's t with n − 1 degrees of freedom; each side's variance is
+  floored at its binomial one (then the normal quantile). Pooling the examples there would count
+  the one seed's thousand examples as if they were seeds, and call a seed's luck a difference.
+  Otherwise (one seed each, or no spread on either side) the pooled correct counts: Fisher's exact
+  test and Newcombe's hybrid score interval (from the two Wilson intervals), which count examples,
+  not seeds.
 - `holm`: Holm's step-down adjustment of a family of p-values.
 - `bootstrap_interval`: a seeded percentile bootstrap for statistics that are not means.
 """
@@ -197,7 +203,7 @@ class DifferenceTest:
     low: float | None
     high: float | None
     p: float | None
-    method: str   # "welch", "fisher" or "none"
+    method: str   # "welch", "one-seed-t", "fisher" or "none"
     n_a: int
     n_b: int
 
@@ -220,6 +226,10 @@ def accuracy_difference(a: Sequence[float], b: Sequence[float], examples_a: Sequ
         low, high = max(-1.0, difference - welch.half_width), min(1.0, difference + welch.half_width)
         return DifferenceTest(difference, low, high, p, "welch", int(first.size), int(second.size))
     totals_a, totals_b = _counts(_per_seed(examples_a, first.size)), _counts(_per_seed(examples_b, second.size))
+    if min(first.size, second.size) == 1 and max(first.size, second.size) > 1:
+        test = _one_seed_test(first, second, totals_a, totals_b)
+        if test is not None:
+            return test
     if totals_a is None or totals_b is None:
         return DifferenceTest(difference, None, None, None, "none", int(first.size), int(second.size))
     k_a, n_a = int(np.round(first * totals_a).sum()), int(totals_a.sum())
@@ -230,6 +240,32 @@ def accuracy_difference(a: Sequence[float], b: Sequence[float], examples_a: Sequ
     low = pooled - math.sqrt((k_a / n_a - low_a) ** 2 + (high_b - k_b / n_b) ** 2)
     high = pooled + math.sqrt((high_a - k_a / n_a) ** 2 + (k_b / n_b - low_b) ** 2)
     return DifferenceTest(difference, low, high, p, "fisher", int(first.size), int(second.size))
+
+
+def _one_seed_test(first: np.ndarray, second: np.ndarray, totals_a: np.ndarray | None,
+                   totals_b: np.ndarray | None) -> DifferenceTest | None:
+    """One seed against several (see the module docstring); None when the seeds agree exactly and the
+    example counts are unknown (nothing to estimate a variance from)."""
+    seeds = first if first.size > 1 else second
+    spread = float(seeds.var(ddof=1))
+
+    def variance(values: np.ndarray, totals: np.ndarray | None) -> tuple[float, bool]:
+        """One seed's variance on this side, and whether it is the estimated spread (not the floor)."""
+        binomial = 0.0 if totals is None else float(np.mean(values * (1.0 - values) / totals))
+        return max(spread, binomial), spread >= binomial
+
+    (var_a, estimated_a), (var_b, estimated_b) = variance(first, totals_a), variance(second, totals_b)
+    standard_error = math.sqrt(var_a / first.size + var_b / second.size)
+    if standard_error == 0.0:
+        return None
+    difference = float(first.mean() - second.mean())
+    # an estimated spread takes Student's t on the several seeds' n − 1 degrees of freedom; floors
+    # alone are known variances: the normal distribution
+    distribution = (scipy_stats.t(seeds.size - 1) if estimated_a or estimated_b else scipy_stats.norm())
+    half = float(distribution.ppf(0.5 + CONFIDENCE / 2)) * standard_error
+    p = float(2.0 * distribution.sf(abs(difference) / standard_error))
+    return DifferenceTest(difference, max(-1.0, difference - half), min(1.0, difference + half), p,
+                          "one-seed-t", int(first.size), int(second.size))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

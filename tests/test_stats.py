@@ -131,11 +131,44 @@ def test_accuracy_difference_uses_welch_with_spread_and_fisher_without():
     assert welch.method == "welch" and welch.difference == pytest.approx(0.4)
     assert welch.p == pytest.approx(scipy_stats.ttest_ind([0.71, 0.74, 0.69], [0.31, 0.35, 0.28],
                                                           equal_var=False).pvalue)
-    fisher = accuracy_difference([0.5], [0.3, 0.3], 100, 100)
+    fisher = accuracy_difference([0.5], [0.3], 100, 100)
     assert fisher.method == "fisher"
-    assert fisher.p == pytest.approx(scipy_stats.fisher_exact([[50, 50], [60, 140]]).pvalue)
+    assert fisher.p == pytest.approx(scipy_stats.fisher_exact([[50, 50], [30, 70]]).pvalue)
     assert -1.0 <= fisher.low < 0.2 < fisher.high <= 1.0
     assert accuracy_difference([0.5], [0.3], None, None).p is None
+    both_flat = accuracy_difference([0.0, 0.0], [0.01, 0.01], 1000, 1000)
+    assert both_flat.method == "fisher"
+
+
+def test_one_seed_against_several_counts_the_seeds_spread_not_the_examples():
+    """The case that misled the report: one 4800-step seed at 54.1% against three seeds spread over
+    15 points. Pooled examples call it a difference; the seeds' spread does not."""
+    from scipy import stats as scipy_stats
+
+    from bench.stats import accuracy_difference
+    one, several = [0.541], [0.438, 0.335, 0.488]
+    test = accuracy_difference(one, several, 1000, [1000] * 3)
+    assert test.method == "one-seed-t" and test.difference == pytest.approx(0.541 - np.mean(several))
+    s = np.std(several, ddof=1)
+    t = test.difference / (s * np.sqrt(1 + 1 / 3))
+    assert test.p == pytest.approx(2 * scipy_stats.t(2).sf(t))
+    half = scipy_stats.t(2).ppf(0.975) * s * np.sqrt(1 + 1 / 3)
+    assert (test.low, test.high) == pytest.approx((test.difference - half, min(1.0, test.difference + half)))
+    assert test.p > 0.05
+    # pooled examples would have claimed it (what the report did before)
+    correct = [[541, 459], [round(1000 * sum(several)), 3000 - round(1000 * sum(several))]]
+    assert scipy_stats.fisher_exact(correct).pvalue < 0.001
+    # the sides swap symmetrically
+    swapped = accuracy_difference(several, one, [1000] * 3, 1000)
+    assert swapped.difference == pytest.approx(-test.difference) and swapped.p == pytest.approx(test.p)
+    # seeds that agree exactly: each side's binomial variance is the floor, with the normal quantile
+    floor = accuracy_difference([0.5], [0.3, 0.3], 100, 100)
+    standard_error = np.sqrt(0.25 / 100 + 0.21 / 100 / 2)
+    assert floor.method == "one-seed-t"
+    assert floor.p == pytest.approx(2 * scipy_stats.norm.sf(0.2 / standard_error))
+    assert floor.high - floor.difference == pytest.approx(1.959964 * standard_error, rel=1e-5)
+    # no counts and no spread: nothing to estimate a variance from
+    assert accuracy_difference([0.5], [0.3, 0.3], None, None).p is None
 
 
 def test_holm_by_hand():
