@@ -184,6 +184,26 @@ def test_forest_wraps_long_labels_inside_the_figure(fixture):
     _check_size_and_legends(drawn.figure)
 
 
+def test_forest_rows_are_as_tall_as_their_labels(fixture):
+    """Four-line labels among one-line ones (the study's ablations beside its main pairs) each get
+    the height they need: no label runs into the next, and each marker sits at its label."""
+    import dataclasses
+    variants, _, _ = fixture
+    long = "hrm (budget=flops, gradient=last_cycle, max_flops=6650953728000.0, segments=1, progressive_alpha=0.5)"
+    pairs = [dataclasses.replace(p, treatment=long, control=long) if i % 8 < 2 else p   # two long, six short
+             for i, p in enumerate(evaluate(variants) * 8)]
+    drawn = figures_accuracy.forest(pairs)
+    (axis,) = _visible(drawn.figure)
+    _check_size_and_legends(drawn.figure)
+    labels = axis.get_yticklabels()
+    assert max(t.get_text().count("\n") for t in labels) >= 3 and min(t.get_text().count("\n") for t in labels) == 0
+    boxes = sorted((t.get_window_extent() for t in labels), key=lambda box: box.y0)
+    assert all(lower.y1 <= upper.y0 + 0.5 for lower, upper in zip(boxes, boxes[1:]))
+    centres_y = [line.get_ydata()[0] for line in axis.lines if line.get_marker() == "o"]
+    label_y = [t.get_position()[1] for t in labels if t.get_fontweight() != "bold"]
+    assert sorted(centres_y) == pytest.approx(sorted(label_y))
+
+
 def test_one_colour_and_marker_per_model_in_every_figure(fixture):
     variants, styles, _ = fixture
     seen: dict[str, set] = {}

@@ -84,6 +84,8 @@ def pareto(variants: list[Variant], styles: Styles) -> Drawn | None:
 
 
 FOREST_LABEL_WIDTH = 70   # characters per line of a row's label
+FOREST_ROW_GAP = 0.6       # space between rows, in label lines
+FOREST_INCHES_PER_LINE = 0.13   # 7-point labels need ≈ 0.12 in a line
 
 
 def forest(pairs: list[Pair]) -> Drawn | None:
@@ -99,12 +101,14 @@ def forest(pairs: list[Pair]) -> Drawn | None:
             rows += [(f"{p.task} · {p.treatment} vs {p.control} · matched {p.matched}", p) for p in mine]
     # long variant labels wrap, so the labels leave the plot most of the width and stay inside the figure
     rows = [("\n".join(textwrap.wrap(label, FOREST_LABEL_WIDTH)), pair) for label, pair in rows]
-    lines = sum(label.count("\n") + 1 for label, _ in rows)
-    height = min(30.0, 0.13 * lines + 0.11 * len(rows) + 1.2)
+    # each row is as tall as its label (one unit a line, plus a gap), so wrapped labels do not overlap
+    spans = [label.count("\n") + 1 + FOREST_ROW_GAP for label, _ in rows]
+    total = float(sum(spans))
+    ys = [total - sum(spans[:index]) - span / 2 for index, span in enumerate(spans)]
+    height = min(24.0, FOREST_INCHES_PER_LINE * total + 1.2)
     figure, axis = plt.subplots(figsize=(14.0, height), layout="constrained")
     plotted = []
-    for index, (label, pair) in enumerate(rows):
-        y = len(rows) - 1 - index
+    for y, (label, pair) in zip(ys, rows):
         if pair is None:
             continue
         centre = 100 * pair.test.difference
@@ -114,18 +118,18 @@ def forest(pairs: list[Pair]) -> Drawn | None:
         axis.plot([centre], [y], marker="o", color=colour, markerfacecolor=colour if pair.significant else "white")
         plotted.append((label, centre))
     axis.axvline(0, color="black", linewidth=0.8)
-    axis.set_yticks(range(len(rows)), [label for label, _ in reversed(rows)], fontsize=7)
-    for tick, (_, pair) in zip(axis.get_yticklabels(), reversed(rows)):
+    axis.set_yticks(ys, [label for label, _ in rows], fontsize=7)
+    for tick, (_, pair) in zip(axis.get_yticklabels(), rows):
         if pair is None:
             tick.set_fontweight("bold")
-    axis.set_ylim(-0.7, len(rows) - 0.3)
+    axis.set_ylim(0.0, total)
     axis.set_xlim(-103, 103)
     axis.set_xlabel("difference in exact accuracy (percentage points), treatment − control")
     return Drawn("forest", "Contrasts: differences with 95% intervals",
                  "One row per pair of each declared contrast (bold: the contrast). Filled black: the pair differs "
                  "after Holm's correction over every test in the report; hollow grey: it does not, or it has no test. "
-                 "Intervals: Welch (≥ 2 seeds a side), Newcombe's score interval from pooled examples (a single seed), "
-                 "paired t over seeds (ACT).", figure, data={"rows": plotted})
+                 "Intervals: Welch (≥ 2 seeds a side); one seed against several: t over the several seeds' spread; "
+                 "one seed a side: Newcombe's score interval from pooled examples; paired t over seeds (ACT).", figure, data={"rows": plotted})
 
 
 def extrapolation(variants: list[Variant], styles: Styles) -> Drawn | None:
