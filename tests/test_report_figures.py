@@ -204,6 +204,28 @@ def test_forest_rows_are_as_tall_as_their_labels(fixture):
     assert sorted(centres_y) == pytest.approx(sorted(label_y))
 
 
+def test_a_forest_too_tall_for_one_figure_is_cut_into_parts(fixture):
+    """120 four-line pairs need ≈ 72 in: they go into parts within FOREST_MAX_INCHES, each pair once and
+    in order, each part drawn without overlapping labels (one squeezed figure would overlap them)."""
+    import dataclasses
+    variants, _, _ = fixture
+    long = "hrm (budget=flops, gradient=last_cycle, max_flops=6650953728000.0, segments=1, progressive_alpha=0.5)"
+    first = evaluate(variants)[0]
+    pairs = [dataclasses.replace(first, treatment=f"{long} #{i}", control=long) for i in range(120)]
+    parts = figures_accuracy.forest_parts(pairs)
+    assert len(parts) >= 3 and [p.treatment for part in parts for p in part] == [p.treatment for p in pairs]
+    for number, part in enumerate(parts, start=1):
+        drawn = figures_accuracy.forest(part, number, len(parts))
+        assert drawn.name == f"forest_{number}" and f"part {number} of {len(parts)}" in drawn.title
+        _check_size_and_legends(drawn.figure)
+        (axis,) = _visible(drawn.figure)
+        boxes = sorted((t.get_window_extent() for t in axis.get_yticklabels()), key=lambda box: box.y0)
+        assert all(lower.y1 <= upper.y0 + 0.5 for lower, upper in zip(boxes, boxes[1:]))
+        assert [t.get_text() for t in axis.get_yticklabels()][0] == first.contrast.name   # each part is headed
+        assert len(drawn.data["rows"]) == len(part)
+    assert figures_accuracy.forest_parts(pairs[:8]) == [pairs[:8]]   # the study's size: one figure
+
+
 def test_one_colour_and_marker_per_model_in_every_figure(fixture):
     variants, styles, _ = fixture
     seen: dict[str, set] = {}

@@ -102,7 +102,9 @@ def report_blocks(results: Path, variants: list[Variant], warnings: list[str], o
                                          "every pair is in appendix A.")]
     blocks += [("list", lines + diverged_lines(variants))] if lines or diverged_lines(variants) else \
         [("p", "No contrast could be formed from these runs.")]
-    blocks += figure(figures_accuracy.forest, pairs)
+    parts = figures_accuracy.forest_parts(pairs)
+    for number, part in enumerate(parts, start=1):
+        blocks += figure(figures_accuracy.forest, part, number, len(parts))
     blocks += [("h2", "Costs"), ("p", "FLOPs are counted by the suite's counter over torch's FLOP formulas (2 per "
                                       "multiply-add); training wall-clock is seconds of optimiser steps; MFU is achieved "
                                       "FLOP/s over the device peak; ± is a Student-t interval over seeds."),

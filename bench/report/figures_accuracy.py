@@ -86,13 +86,11 @@ def pareto(variants: list[Variant], styles: Styles) -> Drawn | None:
 FOREST_LABEL_WIDTH = 70   # characters per line of a row's label
 FOREST_ROW_GAP = 0.6       # space between rows, in label lines
 FOREST_INCHES_PER_LINE = 0.13   # 7-point labels need ≈ 0.12 in a line
+FOREST_MAX_INCHES = 24.0   # a taller forest is split into parts (forest_parts), not squeezed
 
 
-def forest(pairs: list[Pair]) -> Drawn | None:
-    """Every contrast pair's difference with its 95% interval; filled = differs after Holm."""
-    if not pairs:
-        return None
-    plt = pyplot()
+def _forest_rows(pairs: list[Pair]) -> list[tuple[str, Pair | None]]:
+    """(wrapped label, pair) in contrast order; a contrast's own row (pair None) heads its pairs."""
     rows: list[tuple[str, Pair | None]] = []
     for contrast in CONTRASTS:
         mine = [p for p in pairs if p.contrast is contrast]
@@ -100,12 +98,41 @@ def forest(pairs: list[Pair]) -> Drawn | None:
             rows.append((contrast.name, None))
             rows += [(f"{p.task} · {p.treatment} vs {p.control} · matched {p.matched}", p) for p in mine]
     # long variant labels wrap, so the labels leave the plot most of the width and stay inside the figure
-    rows = [("\n".join(textwrap.wrap(label, FOREST_LABEL_WIDTH)), pair) for label, pair in rows]
-    # each row is as tall as its label (one unit a line, plus a gap), so wrapped labels do not overlap
-    spans = [label.count("\n") + 1 + FOREST_ROW_GAP for label, _ in rows]
+    return [("\n".join(textwrap.wrap(label, FOREST_LABEL_WIDTH)), pair) for label, pair in rows]
+
+
+def _forest_spans(rows: list[tuple[str, Pair | None]]) -> list[float]:
+    """Each row's height in label lines: as tall as its label plus a gap, so wrapped labels do not overlap."""
+    return [label.count("\n") + 1 + FOREST_ROW_GAP for label, _ in rows]
+
+
+def _forest_inches(pairs: list[Pair]) -> float:
+    return FOREST_INCHES_PER_LINE * sum(_forest_spans(_forest_rows(pairs))) + 1.2
+
+
+def forest_parts(pairs: list[Pair]) -> list[list[Pair]]:
+    """The pairs in contrast order, cut into as few forests as keep each within FOREST_MAX_INCHES (one
+    for most reports); a contrast cut in two heads both parts."""
+    parts: list[list[Pair]] = []
+    for pair in (p for contrast in CONTRASTS for p in pairs if p.contrast is contrast):
+        if parts and _forest_inches(parts[-1] + [pair]) <= FOREST_MAX_INCHES:
+            parts[-1].append(pair)
+        else:
+            parts.append([pair])
+    return parts
+
+
+def forest(pairs: list[Pair], part: int = 1, parts: int = 1) -> Drawn | None:
+    """Every contrast pair's difference with its 95% interval; filled = differs after Holm. `part` of
+    `parts`: one of forest_parts' cuts of a report's pairs."""
+    if not pairs:
+        return None
+    plt = pyplot()
+    rows = _forest_rows(pairs)
+    spans = _forest_spans(rows)
     total = float(sum(spans))
     ys = [total - sum(spans[:index]) - span / 2 for index, span in enumerate(spans)]
-    height = min(24.0, FOREST_INCHES_PER_LINE * total + 1.2)
+    height = min(FOREST_MAX_INCHES, _forest_inches(pairs))   # only a single pair's label could pass it
     figure, axis = plt.subplots(figsize=(14.0, height), layout="constrained")
     plotted = []
     for y, (label, pair) in zip(ys, rows):
@@ -125,7 +152,10 @@ def forest(pairs: list[Pair]) -> Drawn | None:
     axis.set_ylim(0.0, total)
     axis.set_xlim(-103, 103)
     axis.set_xlabel("difference in exact accuracy (percentage points), treatment − control")
-    return Drawn("forest", "Contrasts: differences with 95% intervals",
+    name, title = "forest", "Contrasts: differences with 95% intervals"
+    if parts > 1:
+        name, title = f"forest_{part}", f"{title} (part {part} of {parts})"
+    return Drawn(name, title,
                  "One row per pair of each declared contrast (bold: the contrast). Filled black: the pair differs "
                  "after Holm's correction over every test in the report; hollow grey: it does not, or it has no test. "
                  "Intervals: Welch (≥ 2 seeds a side); one seed against several: t over the several seeds' spread; "
