@@ -204,8 +204,8 @@ class InputEmbedding(nn.Module):
     """sqrt(hidden) · (tokens + optional puzzle-embedding prefix [+ learned positions]), as the reference.
 
     Output: (B, prefix_len + seq_len, hidden). The puzzle table is zero-initialised and trained by
-    its own SignSGD optimiser (models return `puzzle_parameters()` from their
-    `puzzle_embedding_parameters`); its parameters are counted separately from the model's.
+    its own SignSGD optimiser (a model's `puzzle_embedding_parameters` returns `puzzle_parameters()`
+    of its `embedding`); its parameters are counted separately from the model's.
     """
 
     def __init__(self, vocab_size: int, hidden: int, seq_len: int, num_puzzle_ids: int = 0,

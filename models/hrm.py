@@ -73,9 +73,6 @@ class HRM(SegmentModel):
         self.register_buffer("z_high_init", fixed_initial_state(config.hidden))
         self.register_buffer("z_low_init", fixed_initial_state(config.hidden))
 
-    def puzzle_embedding_parameters(self):
-        return self.embedding.puzzle_parameters()
-
     def initial_carry(self, batch):
         return broadcast_states(batch, self.embedding.prefix_len, {"z_high": self.z_high_init, "z_low": self.z_low_init})
 

@@ -53,9 +53,6 @@ class Mamba(SegmentModel):
                                                        config.conv_width) for _ in range(config.num_layers))
         self.head = OutputHead(config.hidden, spec.vocab_size, self.embedding.prefix_len)
 
-    def puzzle_embedding_parameters(self):
-        return self.embedding.puzzle_parameters()
-
     def initial_carry(self, batch):
         # like the transformer: the last hidden state is carried into the next deep-supervision
         # segment and added to the input, so train.segments gives Mamba the same outer loop

@@ -101,8 +101,11 @@ class SegmentModel(nn.Module):
 
     # --- what each optimiser trains; puzzle-embedding tables are counted apart from the model ---
     def puzzle_embedding_parameters(self) -> list[nn.Parameter]:
-        """Per-puzzle embedding tables (sparse rows, SignSGD). None by default."""
-        return []
+        """Per-puzzle embedding tables (sparse rows, SignSGD): those of the model's input embedding
+        (`self.embedding`, blocks.InputEmbedding) when it has one, so that a new model built on it
+        counts and trains them apart without saying so; none otherwise."""
+        embedding = getattr(self, "embedding", None)
+        return embedding.puzzle_parameters() if hasattr(embedding, "puzzle_parameters") else []
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         puzzle = self.puzzle_embedding_parameters()

@@ -46,9 +46,6 @@ class Transformer(SegmentModel):
                                  backend=config.attention_backend)
         self.head = OutputHead(config.hidden, spec.vocab_size, self.embedding.prefix_len)
 
-    def puzzle_embedding_parameters(self):
-        return self.embedding.puzzle_parameters()
-
     def initial_carry(self, batch):
         return self.zero_state_carry(batch, self.embedding.prefix_len, self.config.hidden)
 

@@ -88,9 +88,6 @@ class TRM(SegmentModel):
         self.register_buffer("y_init", fixed_initial_state(config.hidden))
         self.register_buffer("z_init", fixed_initial_state(config.hidden))
 
-    def puzzle_embedding_parameters(self):
-        return self.embedding.puzzle_parameters()
-
     def initial_carry(self, batch):
         return broadcast_states(batch, self.embedding.prefix_len, {"y": self.y_init, "z": self.z_init})
 

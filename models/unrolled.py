@@ -71,9 +71,6 @@ class Unrolled(SegmentModel):
         self.register_buffer("z_H_init", fixed_initial_state(config.hidden), persistent=True)
         self.register_buffer("z_L_init", fixed_initial_state(config.hidden), persistent=True)
 
-    def puzzle_embedding_parameters(self):
-        return self.embedding.puzzle_parameters()
-
     def forward(self, carry, batch):
         config = self.config
         x, rotary = self.embedding(batch)
