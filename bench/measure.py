@@ -13,6 +13,8 @@ gradient works. docs/reference.md (measurement) says more.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import platform
 import resource
@@ -228,6 +230,34 @@ def git_commit() -> dict[str, Any]:
     return {"git_commit": commit or "unknown", "git_dirty": dirty if commit else None}
 
 
+def cpu_identity() -> dict[str, Any]:
+    """What decides a CPU run's floating-point results beyond config, seed and threads: the SIMD
+    kernels torch dispatches to, the processor's exact model and microcode, and its instruction-set
+    flags (hashed; the list is long). Same-host reruns are bit-identical; across hosts they can drift."""
+    identity: dict[str, Any] = {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                "kernel": platform.release()}
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n", 1)[0]
+    except OSError:
+        return identity
+    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    for key in ("model name", "cpu family", "model", "stepping", "microcode"):
+        if key in fields:
+            identity[key] = fields[key]
+    if "flags" in fields:
+        identity["flags_sha256"] = hashlib.sha256(" ".join(sorted(fields["flags"].split())).encode()).hexdigest()[:16]
+    return identity
+
+
+def host_id(info: dict[str, Any]) -> str:
+    """A short hash of the device and CPU identity: runs with different ids may differ numerically
+    even at the same config, seed and thread count."""
+    keys = {"device_name": info.get("device_name"), "host": info.get("host"), "cuda": info.get("cuda"),
+            "torch": info.get("torch")}
+    return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def environment(device: torch.device | str) -> dict[str, Any]:
     import numpy
 
@@ -245,13 +275,10 @@ def environment(device: torch.device | str) -> dict[str, Any]:
         info["device_name"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
     else:
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    info["device_name"] = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
+        cpu = cpu_identity()
+        info["device_name"] = cpu.pop("model name", None) or info["device_name"]
+        info["host"] = cpu
+    info["host_id"] = host_id(info)
     for package in ("torchdeq", "mambapy", "mamba_ssm", "xformers"):
         try:
             module = __import__(package)

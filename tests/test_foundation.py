@@ -1,6 +1,9 @@
 """Runner foundation: config resolution, FLOP counting, atomic results, resume, CLI errors, report."""
 import json
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -120,6 +123,22 @@ def test_same_config_seed_and_threads_same_metrics(tmp_path, threads):
     assert first["train"]["curve"] == second["train"]["curve"]
     strip = lambda m: {s: {k: v for k, v in d.items() if k not in ("eval_seconds", "examples_per_second")} for s, d in m.items()}
     assert strip(first["metrics"]) == strip(second["metrics"])
+
+
+def test_the_environment_identifies_the_host_down_to_its_simd_level():
+    """Same config, seed and threads repeat exactly on one host; across hosts the SIMD kernels torch
+    dispatches to (AVX2 vs AVX-512) change the sums. So a summary names its host, and forcing another
+    kernel level (ATEN_CPU_CAPABILITY) gives another host id."""
+    from bench.measure import environment
+
+    here = environment("cpu")
+    assert here["host"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert re.fullmatch(r"[0-9a-f]{12}", here["host_id"]) and environment("cpu")["host_id"] == here["host_id"]
+    probe = "import json; from bench.measure import environment; print(json.dumps(environment('cpu')))"
+    forced = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                                       env={**os.environ, "ATEN_CPU_CAPABILITY": "default"}).stdout)
+    assert forced["host"]["cpu_capability"] == "DEFAULT"
+    assert forced["host_id"] != here["host_id"] or here["host"]["cpu_capability"] == "DEFAULT"
 
 
 def test_thread_count_is_in_the_config_hash_and_validated():

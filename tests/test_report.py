@@ -666,3 +666,37 @@ def test_a_model_trained_longer_is_compared_with_itself_at_the_preset(tmp_path):
             in on_maze)
     assert on_addition.startswith("More steps on addition") and f"transformer (steps={addition}): 36.0 [" in on_addition
     assert "order" not in on_addition   # one model: nothing to order
+
+
+def test_the_report_says_when_a_variants_seeds_ran_on_several_hosts(tmp_path):
+    """Same config, seed and threads repeat exactly on one host only, so a variant whose seeds come
+    from two hosts is flagged (the hosts column and the about paragraph); older summaries without a
+    host_id are told apart by CPU name and kernel."""
+    import numpy as np
+    from report_fixture import _summary
+
+    rng = np.random.default_rng(0)
+    hosts = {("hrm", 0): {"host_id": "aaaa"}, ("hrm", 1): {"host_id": "bbbb"},
+             ("transformer", 0): {"device_name": "AMD EPYC", "platform": "Linux-6.18-v1"},
+             ("transformer", 1): {"device_name": "AMD EPYC", "platform": "Linux-6.18-v1"}}
+    for (model, seed), environment in hosts.items():
+        run = _summary(model, seed, 0.5, 200_000, 4e8, rng=rng)
+        run["environment"] = environment
+        path = tmp_path / "results" / f"{model}{seed}" / "summary.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(run))
+    index, _ = write_report(tmp_path / "results", tmp_path / "out")
+    text = index.read_text()
+    about = text.split("**About this study.**")[1].split("\n")[0]
+    assert "3 host(s)." in about
+    assert "The seeds of 1 variant(s) ran on more than one host" in about
+    costs = text.split("## Costs")[1].split("##")[0]
+    hosts_column = {line.split("|")[2].strip(): line.split("|")[-2].strip()
+                    for line in costs.splitlines() if line.startswith("| maze")}
+    assert hosts_column == {"hrm": "2", "transformer": "1"}
+
+
+def test_seeds_from_one_host_raise_no_caveat(built):
+    root, path, _ = built
+    about = path.read_text().split("**About this study.**")[1].split("\n")[0]
+    assert "1 host(s)." in about and "more than one host" not in about

@@ -46,9 +46,20 @@ def _about(results: Path, variants: list[Variant], notes: str, filters: str) -> 
     first = next((b[1] for b in note_blocks(notes) if b[0] == "p"), "") if notes.strip() else ""
     return (f"**About this study.** {runs} runs in {len(variants)} variants read from `{results}`{filters}: tasks "
             f"{facts['tasks']}; preset {facts['presets']}; {facts['seeds']} seed(s) per variant; machine "
-            f"{facts['devices']}. Made with `python -m bench report --results {results}`"
+            f"{facts['devices']}{_hosts(facts)} Made with `python -m bench report --results {results}`"
             + (" — the study notes (how the runs were made, timings) are in the appendix." if notes.strip() else ".")
             + (f" {first}" if first else ""))
+
+
+def _hosts(facts: dict[str, str]) -> str:
+    """'; 3 hosts.' and, when a variant's seeds ran on several, what that does to its interval."""
+    known = f"; {facts['hosts']} host(s)." if facts["hosts"] != "0" else "."
+    if facts["mixed hosts"] == "0":
+        return known
+    return (known + f" The seeds of {facts['mixed hosts']} variant(s) ran on more than one host (the *hosts* column under "
+            "Costs). One host repeats a run exactly at the same config, seed and threads; hosts with another CPU "
+            "model, kernel or SIMD level need not, so those intervals hold host-to-host variation as well as the "
+            "seeds'.")
 
 
 def _attempt(warnings: list[str], what: str, make: Callable, *args):

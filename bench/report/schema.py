@@ -108,6 +108,9 @@ class Run:
     mfu_train: float | None = None
     peak_memory: float | None = None
     device: str = "?"
+    # which machine ran it (environment's host_id; older summaries: device name and platform). The
+    # same config, seed and threads are bit-identical on one host, not necessarily across hosts.
+    host: str = "?"
     diverged_step: float | None = None
     test_time: dict[str, TestTimeCurve] = field(default_factory=dict)
     test_time_by_split: dict[str, dict[str, TestTimeCurve]] = field(default_factory=dict)
@@ -210,6 +213,13 @@ def _device(environment: dict[str, Any], fallback: Any) -> str:
     return f"{fallback or '?'}" + (f": {' '.join(name.split())}" if name else "")
 
 
+def _host(environment: dict[str, Any]) -> str:
+    if environment.get("host_id"):
+        return str(environment["host_id"])
+    known = [str(environment[key]) for key in ("device_name", "platform") if environment.get(key)]
+    return " · ".join(known) or "?"
+
+
 def _per_step(train: dict[str, Any]) -> float | None:
     total, steps = number(train.get("flops_total")), number(train.get("steps"))
     return total / steps if total is not None and steps else None
@@ -298,6 +308,7 @@ def parse_run(payload: dict[str, Any], path: Path) -> Run:
         mfu_train=number(_section(payload, "mfu").get("train")),
         peak_memory=number(_section(payload, "memory").get("peak_memory_bytes")),
         device=_device(_section(payload, "environment"), payload.get("device")),
+        host=_host(_section(payload, "environment")),
         diverged_step=number(payload.get("diverged_step")),
         test_time=_test_time(diagnostics.get("test_time_compute"), "diagnostics.test_time_compute", dropped),
         test_time_by_split=by_split, fixed_point=_fixed_point(diagnostics.get("fixed_point"), dropped),

@@ -66,6 +66,7 @@ def cost_table(variants: list[Variant]) -> pd.DataFrame:
             "training MFU (%)": stat_cell(variant.values(lambda r: r.mfu_train), "{:.1f}".format, 100),
             "peak memory (MB)": stat_cell(variant.values(lambda r: r.peak_memory), "{:.0f}".format, 1e-6),
             "device": ", ".join(sorted({r.device for r in variant.complete})) or "—",
+            "hosts": len(hosts(variant)) or "—",
         })
     return pd.DataFrame(rows)
 
@@ -169,6 +170,11 @@ def diverged_lines(variants: list[Variant]) -> list[str]:
             for v in variants if v.diverged]
 
 
+def hosts(variant: Variant) -> set[str]:
+    """The machines its finished seeds ran on (unknown ones left out)."""
+    return {run.host for run in variant.complete if run.host != "?"}
+
+
 def study_facts(variants: list[Variant]) -> dict[str, str]:
     """Machine, seeds and presets of the runs, for the short paragraph at the top."""
     devices: dict[str, int] = defaultdict(int)
@@ -180,4 +186,6 @@ def study_facts(variants: list[Variant]) -> dict[str, str]:
             "seeds": "–".join(str(s) for s in (seeds[0], seeds[-1]) if seeds) if len(seeds) > 1 else
             (str(seeds[0]) if seeds else "0"),
             "presets": ", ".join(sorted({v.preset for v in variants})) or "—",
-            "tasks": ", ".join(by_task(variants)) or "—"}
+            "tasks": ", ".join(by_task(variants)) or "—",
+            "hosts": str(len(set().union(*(hosts(v) for v in variants)))),
+            "mixed hosts": str(sum(len(hosts(v)) > 1 for v in variants))}
