@@ -160,9 +160,11 @@ def _on_main(world: World, function):
     return result
 
 
-def _find_run_to_resume(out: Path, resume: str | None, config_hash: str) -> tuple[Path, str | None] | None:
-    """(run directory, its started_at) for --resume, None for a fresh run; ResultsError when resuming
-    is impossible. Checked before any data is built, so such mistakes fail fast."""
+def _find_run_to_resume(out: Path, resume: str | None,
+                        config_hash: str) -> tuple[Path, str | None, list[str]] | None:
+    """(run directory, its started_at, the hosts that trained it so far) for --resume, None for a
+    fresh run; ResultsError when resuming is impossible. Checked before any data is built, so such
+    mistakes fail fast."""
     ensure_writable(out)
     if resume is not None:
         run_dir = find_resumable(out, config_hash) if resume == "auto" else Path(resume)
@@ -182,7 +184,8 @@ def _find_run_to_resume(out: Path, resume: str | None, config_hash: str) -> tupl
             raise ResultsError(f"--resume {run_dir}: that run is already {previous.get('status')}")
         if not (run_dir / CHECKPOINT).exists():
             raise ResultsError(f"--resume {run_dir}: no checkpoint to resume from")
-        return run_dir, previous.get("started_at")
+        trained_on = previous.get("trained_on")
+        return run_dir, previous.get("started_at"), trained_on if isinstance(trained_on, list) else []
     return None
 
 
@@ -229,21 +232,25 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
     reset_peak_memory(run.device)   # measurement depth: this run's peak only
     if resuming is None:  # claimed only now: a config or data error leaves no empty run folder behind
         run_dir = _on_main(world, lambda: _claim_new_run_dir(run, out, config_hash))
-        started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        started_at, trained_on = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), []
     else:
-        run_dir, started_at = resuming
+        run_dir, started_at, trained_on = resuming
         try:
             trainer.load_checkpoint(run_dir / CHECKPOINT, train_data, run.train.seed)
         except Exception as error:  # truncated or foreign file: safetensors/torch raise many kinds
             raise ResultsError(f"--resume {run_dir}: unreadable checkpoint ({type(error).__name__}: "
                                f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from None
     run_id = run_dir.name
+    # every host that trains part of a resumed run: kernels differ between hosts (docs/threads.md)
+    here = environment(run.device)["host_id"]
+    trained_on = trained_on + [here] if here not in trained_on else trained_on
     write = atomic_write_json if world.is_main else (lambda path, payload: None)
 
     summary: dict[str, Any] = {
         "schema": SCHEMA_VERSION, "run_id": run_id, "status": "running", "config_hash": config_hash,
         "model": run.model_name, "task": run.task_name, "preset": run.preset, "seed": run.train.seed,
-        "device": run.device, "processes": world.size, "started_at": started_at, "config": run.to_dict(),
+        "device": run.device, "processes": world.size, "started_at": started_at, "trained_on": trained_on,
+        "config": run.to_dict(),
         **model.parameter_counts(), "match": run.extra.get("match"),
         "data": {"train_examples": len(train_data), **{f"{k}_examples": len(v) for k, v in eval_data.items()}},
     }

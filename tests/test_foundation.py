@@ -166,6 +166,24 @@ def test_resume_reaches_the_same_final_metrics(tmp_path, extra):
     assert resumed["token_accuracy"] == reference["token_accuracy"]
 
 
+def test_a_run_resumed_on_another_host_names_both(tmp_path, monkeypatch):
+    """A run trained partly on one host and finished on another is not one host's result: its summary
+    lists every host that trained it, and the report counts both."""
+    import bench.runner
+    from bench.report.load import load_runs
+    from bench.report.tables import hosts
+
+    with pytest.raises(StopRequested):
+        execute(smoke_config(), tmp_path, progress=False, stop_after_step=3)
+    first = read_summary(next(tmp_path.rglob("summary.json")))["trained_on"]
+    real = bench.runner.environment
+    monkeypatch.setattr(bench.runner, "environment", lambda device: {**real(device), "host_id": "other-host"})
+    resumed = execute(smoke_config(), tmp_path, resume="auto", progress=False)
+    assert len(first) == 1 and resumed["trained_on"] == first + ["other-host"]
+    variants, _ = load_runs(tmp_path)
+    assert hosts(variants[0]) == {first[0], "other-host"}
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     with pytest.raises(StopRequested):
         execute(smoke_config(), tmp_path, progress=False, stop_after_step=2)

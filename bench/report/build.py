@@ -56,8 +56,8 @@ def _hosts(facts: dict[str, str]) -> str:
     known = f"; {facts['hosts']} host(s)." if facts["hosts"] != "0" else "."
     if facts["mixed hosts"] == "0":
         return known
-    return (known + f" The seeds of {facts['mixed hosts']} variant(s) ran on more than one host (the *hosts* column under "
-            "Costs). One host repeats a run exactly at the same config, seed and threads; hosts with another CPU "
+    return (known + f" The seeds of {facts['mixed hosts']} variant(s) ran on more than one host (the *hosts* "
+            "column under Costs). One host repeats a run exactly at the same config, seed and threads; hosts with another CPU "
             "model, kernel or SIMD level need not, so those intervals hold host-to-host variation as well as the "
             "seeds'.")
 

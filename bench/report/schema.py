@@ -108,9 +108,9 @@ class Run:
     mfu_train: float | None = None
     peak_memory: float | None = None
     device: str = "?"
-    # which machine ran it (environment's host_id; older summaries: device name and platform). The
-    # same config, seed and threads are bit-identical on one host, not necessarily across hosts.
-    host: str = "?"
+    # the machines that trained it (summary's trained_on and environment.host_id; older summaries:
+    # device name and platform). Same config, seed and threads are bit-identical on one host only.
+    hosts: tuple[str, ...] = ()
     diverged_step: float | None = None
     test_time: dict[str, TestTimeCurve] = field(default_factory=dict)
     test_time_by_split: dict[str, dict[str, TestTimeCurve]] = field(default_factory=dict)
@@ -213,11 +213,14 @@ def _device(environment: dict[str, Any], fallback: Any) -> str:
     return f"{fallback or '?'}" + (f": {' '.join(name.split())}" if name else "")
 
 
-def _host(environment: dict[str, Any]) -> str:
-    if environment.get("host_id"):
-        return str(environment["host_id"])
+def _hosts(payload: dict[str, Any]) -> tuple[str, ...]:
+    environment = _section(payload, "environment")
+    trained_on = payload.get("trained_on") if isinstance(payload.get("trained_on"), list) else []
+    known_ids = {str(host) for host in trained_on + [environment.get("host_id")] if host}
+    if known_ids:
+        return tuple(sorted(known_ids))
     known = [str(environment[key]) for key in ("device_name", "platform") if environment.get(key)]
-    return " · ".join(known) or "?"
+    return (" · ".join(known),) if known else ()
 
 
 def _per_step(train: dict[str, Any]) -> float | None:
@@ -308,7 +311,7 @@ def parse_run(payload: dict[str, Any], path: Path) -> Run:
         mfu_train=number(_section(payload, "mfu").get("train")),
         peak_memory=number(_section(payload, "memory").get("peak_memory_bytes")),
         device=_device(_section(payload, "environment"), payload.get("device")),
-        host=_host(_section(payload, "environment")),
+        hosts=_hosts(payload),
         diverged_step=number(payload.get("diverged_step")),
         test_time=_test_time(diagnostics.get("test_time_compute"), "diagnostics.test_time_compute", dropped),
         test_time_by_split=by_split, fixed_point=_fixed_point(diagnostics.get("fixed_point"), dropped),

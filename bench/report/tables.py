@@ -171,8 +171,8 @@ def diverged_lines(variants: list[Variant]) -> list[str]:
 
 
 def hosts(variant: Variant) -> set[str]:
-    """The machines its finished seeds ran on (unknown ones left out)."""
-    return {run.host for run in variant.complete if run.host != "?"}
+    """The machines that trained its finished seeds (unknown ones left out)."""
+    return {host for run in variant.complete for host in run.hosts}
 
 
 def study_facts(variants: list[Variant]) -> dict[str, str]:
