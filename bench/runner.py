@@ -241,8 +241,10 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
             raise ResultsError(f"--resume {run_dir}: unreadable checkpoint ({type(error).__name__}: "
                                f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from None
     run_id = run_dir.name
-    # every host that trains part of a resumed run: kernels differ between hosts (docs/threads.md)
-    here = environment(run.device)["host_id"]
+    # read once, at the start: the code and host that train this part. Every host that trains part of
+    # a resumed run is listed, since kernels differ between hosts (docs/threads.md)
+    run_environment = environment(run.device)
+    here = run_environment["host_id"]
     trained_on = trained_on + [here] if here not in trained_on else trained_on
     write = atomic_write_json if world.is_main else (lambda path, payload: None)
 
@@ -339,7 +341,7 @@ def _execute(run: RunConfig, out: Path, resume: str | None, progress: bool, stop
         **({"diagnostics": diagnostics} if diagnostics is not None else {}),
         **({"stop_selector": stop_selection, "stop_selector_training": selector_training}
            if stop_selection is not None else {}),
-        environment=environment(run.device),
+        environment=run_environment,
     )
     write(summary_path, summary)
     if world.is_main:
